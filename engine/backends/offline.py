@@ -1,0 +1,44 @@
+"""Offline rendering: the same engine, driven as fast as the CPU allows. Deterministic."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from engine.engine import Engine
+
+
+class OfflineBackend:
+    """Renders ``frames`` of output from optional input audio and stamped events."""
+
+    name = "offline"
+
+    @staticmethod
+    def available() -> bool:
+        return True
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def render(self, frames: int, adc: np.ndarray | None = None, events: np.ndarray | None = None,
+               progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Output (2, frames) float32. ``adc``: (channels, n) input; ``events``: EVENT_DTYPE rows."""
+        engine = self.engine
+        block = engine.block
+        n_blocks = -(-frames // block)
+        out = np.zeros((2, n_blocks * block), np.float32)
+        n_in = engine.graph.adc.shape[0]
+        chunk = np.zeros((n_in, block), np.float32)
+        if events is not None:
+            engine.schedule(np.sort(events, order="time", kind="stable"))
+        for b in range(n_blocks):
+            start = b * block
+            if adc is not None:
+                chunk[:] = 0.0
+                piece = adc[:n_in, start: start + block]
+                chunk[: piece.shape[0], : piece.shape[1]] = piece
+            out[:, start: start + block] = engine.process(chunk if adc is not None else None)
+            if progress is not None and b % 64 == 0:
+                progress(start)
+        return out[:, :frames]

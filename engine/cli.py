@@ -1,0 +1,196 @@
+"""``cadenza``: render, play, demo, list patches — and the listeners' and models' tools.
+
+Every failure a user can cause (a broken patch, a bad MIDI or WAV file, a
+missing model) ends in one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+
+# Subcommands that live beside the instruments and models, imported only when used.
+# Each module has ``add_arguments(parser)`` and ``run(args) -> int``.
+TOOLS: dict[str, tuple[str, str]] = {}
+
+
+class UserError(Exception):
+    """Something the user can fix; printed as one line."""
+
+
+def _progress(total: int, label: str):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="frame", unit_scale=True, desc=label, leave=False,
+               disable=None, file=sys.stderr)
+
+    def update(done: int) -> None:
+        bar.n = done
+        bar.refresh()
+
+    return bar, update
+
+
+def build_engine(patch_name, sample_rate=None, block=None):
+    from engine.engine import Engine
+    from engine.patch import load_patch
+
+    return Engine(load_patch(patch_name), sample_rate, block)
+
+
+def render(patch_name, out: Path, midi: Path | None = None, input_wav: Path | None = None,
+           tail_s: float = 2.0, sample_rate: int | None = None, block: int | None = None,
+           quiet: bool = False) -> np.ndarray:
+    """Render a patch offline from a MIDI file and/or input audio to ``out`` (WAV)."""
+    from engine.audio_io import read_audio, write_wav
+    from engine.backends.offline import OfflineBackend
+    from engine.midi import midi_to_events, read_midi_file
+
+    if midi is None and input_wav is None:
+        raise UserError("render needs --midi IN.mid, --input IN.wav, or both")
+    messages = read_midi_file(midi) if midi is not None else []
+    engine = build_engine(patch_name, sample_rate, block)
+    try:
+        sr = engine.sample_rate
+        adc = read_audio(input_wav, sr) if input_wav is not None else None
+        events = midi_to_events(messages, engine.midi_map, sr) if messages else None
+        end = max(adc.shape[1] if adc is not None else 0,
+                  int(events["time"].max()) + 1 if events is not None and len(events) else 0)
+        frames = end + int(tail_s * sr)
+        bar, update = _progress(frames, f"render {Path(out).name}")
+        with bar:
+            audio = OfflineBackend(engine).render(frames, adc, events, None if quiet else update)
+        write_wav(out, audio, sr)
+        return audio
+    finally:
+        engine.close()
+
+
+def play(patch_name, backend: str | None, seconds: float | None, record: Path | None,
+         script=None, status: bool = True, **live_options) -> Path | None:
+    """Play a patch live. ``script(engine)`` may schedule events before the audio starts."""
+    from engine.audio_io import write_wav
+    from engine.backends import backend_class, pick_live_backend
+
+    engine = build_engine(patch_name)
+    name = backend or pick_live_backend()
+    try:
+        live = backend_class(name)(engine, **live_options)
+        if script is not None:
+            script(engine)
+        print(f"cadenza: playing {engine.patch.name} on {name} at {engine.sample_rate} Hz, "
+              f"{engine.block} frames ({engine.period_s * 1e3:.2f} ms)"
+              + ("" if seconds else " — Ctrl-C stops"), file=sys.stderr)
+
+        def tick() -> None:
+            if status:
+                print("\r" + engine.status_line(), end="", file=sys.stderr, flush=True)
+
+        try:
+            live.run(seconds, on_tick=tick)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if status:
+                print(file=sys.stderr)
+        if record is not None:
+            write_wav(record, live.recording(), engine.sample_rate)
+            print(f"cadenza: recorded {live.recording().shape[1] / engine.sample_rate:.1f} s to {record}",
+                  file=sys.stderr)
+        return record
+    finally:
+        engine.close()
+
+
+def cmd_patches(args) -> int:
+    from engine.patch import list_patches
+
+    for name, description in list_patches():
+        print(f"{name:<24} {description}")
+    return 0
+
+
+def cmd_render(args) -> int:
+    render(args.patch, args.out, args.midi, args.input, args.tail, args.rate, args.block)
+    print(f"cadenza: wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_play(args) -> int:
+    play(args.patch, args.backend, args.seconds, args.record)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from engine.demo import demo
+
+    demo(args.out, args.backend, args.seconds)
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cadenza", description="Real-time AI live-performance engine.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("patches", help="list the patches with their descriptions")
+    p.set_defaults(func=cmd_patches)
+
+    p = sub.add_parser("render", help="render a patch offline to a WAV")
+    p.add_argument("patch", help="patch file or name in patches/")
+    p.add_argument("--midi", type=Path, help="MIDI file to play")
+    p.add_argument("--input", type=Path, help="audio file fed to the patch's input (resampled)")
+    p.add_argument("--out", type=Path, required=True, help="output WAV")
+    p.add_argument("--tail", type=float, default=2.0, help="seconds rendered after the last event")
+    p.add_argument("--rate", type=int, help="sample rate, Hz (default: the patch's)")
+    p.add_argument("--block", type=int, help="block size, frames (default: the patch's)")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("play", help="play a patch live (JACK, a sound card, or null)")
+    p.add_argument("patch", nargs="?", help="patch file or name (default: patches/default.toml)")
+    p.add_argument("--backend", choices=["jack", "portaudio", "null"], help="default: what exists")
+    p.add_argument("--record", type=Path, help="keep a WAV of the performance")
+    p.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    p.set_defaults(func=cmd_play)
+
+    p = sub.add_parser("demo", help="play a scripted performance through the default patch")
+    p.add_argument("--out", type=Path, default=Path("cadenza-demo.wav"), help="WAV to write")
+    p.add_argument("--backend", choices=["jack", "portaudio", "null"], help="default: what exists")
+    p.add_argument("--seconds", type=float, default=16.0, help="length of the performance")
+    p.set_defaults(func=cmd_demo)
+
+    for name, (module, help_text) in TOOLS.items():
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(tool=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from engine.audio_io import AudioFileError
+    from engine.backends import BackendError
+    from engine.midi import MidiFileError
+    from engine.patch import PatchError
+
+    parser = make_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in TOOLS:  # a tool parses its own arguments
+        module = importlib.import_module(TOOLS[argv[0]][0])
+        tool_parser = argparse.ArgumentParser(prog=f"cadenza {argv[0]}", description=TOOLS[argv[0]][1])
+        module.add_arguments(tool_parser)
+        args = tool_parser.parse_args(argv[1:])
+        run = module.run
+    else:
+        args = parser.parse_args(argv)
+        run = args.func
+    try:
+        return run(args)
+    except (UserError, PatchError, MidiFileError, AudioFileError, BackendError, FileNotFoundError) as exc:
+        print(f"cadenza: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The engine: one patch's graph, its clock and the event lanes in and out.
+
+Control threads (MIDI, OSC, scripts) each own an :class:`EventRing` from
+``input_ring()``, and stamp events with ``stamp()``. The audio thread calls
+``process()`` once per block; it never waits on anything.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.clock import Clock
+from engine.events import BROADCAST, ENGINE, EventRing, Kind, Scheduler
+from engine.graph import OUT_CHANNELS, Graph
+from engine.midi import MidiMap
+from engine.patch import Patch
+
+
+@dataclass
+class Stats:
+    """Counters a performer can read at a glance (see ``status_line``)."""
+
+    blocks: int = 0
+    load_last: float = 0.0  # processing time / block period, last block
+    load_max: float = 0.0
+    deadline_misses: int = 0
+    xruns: int = 0
+    events_in: int = 0
+    events_out: int = 0
+    errors: int = 0
+
+
+class Engine:
+    """Runs a patch block by block at ``sample_rate`` (Hz) and ``block`` (frames)."""
+
+    def __init__(self, patch: Patch, sample_rate: int | None = None, block: int | None = None):
+        audio = patch.table("audio")
+        self.sample_rate = int(sample_rate or audio["sample_rate"])
+        self.block = int(block or audio["block"])
+        clock = patch.table("clock")
+        self.clock = Clock(self.sample_rate, clock["bpm"], clock["beats_per_bar"])
+        self.scheduler = Scheduler()
+        self.outbound = EventRing(8192)
+        self.rings: list[EventRing] = []
+        self.stats = Stats()
+        self.scheduling_delay = round(audio["scheduling_delay_ms"] * 1e-3 * self.sample_rate)
+        # [sample time, monotonic seconds] of the current block's start, for stamping
+        self._anchor = np.zeros(2, np.float64)
+        self._next_graph: Graph | None = None
+        self.retired: list[Graph] = []
+        self.patch = patch
+        self.graph = self.build_graph(patch)
+        self.midi_map = MidiMap(patch.table("midi"), self.graph)
+        self._follow = -1
+
+    @property
+    def period_s(self) -> float:
+        return self.block / self.sample_rate
+
+    def build_graph(self, patch: Patch) -> Graph:
+        """Build (and prepare) a graph for ``patch`` at this engine's rate. Not real-time."""
+        return Graph(patch, self.sample_rate, self.block, self.clock,
+                     self.outbound.push, self.scheduler.add)
+
+    def swap(self, patch: Patch, graph: Graph) -> None:
+        """Play ``graph`` from the next block boundary on (call from a control thread)."""
+        self._next_graph = graph
+        self.patch = patch
+        self.midi_map = MidiMap(patch.table("midi"), graph)
+
+    def input_ring(self, capacity: int = 4096) -> EventRing:
+        """A new single-producer ring for one control thread."""
+        ring = EventRing(capacity)
+        self.rings.append(ring)
+        return ring
+
+    def now(self) -> int:
+        """The engine's current sample time as seen from any thread (samples)."""
+        start, t0 = self._anchor
+        if t0 == 0.0:
+            return int(start)
+        return int(start + (time.monotonic() - t0) * self.sample_rate)
+
+    def stamp(self, arrival: int | None = None) -> int:
+        """Sample time for an event that arrived now (or at ``arrival``): + scheduling delay."""
+        return (self.now() if arrival is None else arrival) + self.scheduling_delay
+
+    def node_index(self, node_id: str) -> int:
+        return self.graph.index[node_id]
+
+    def process(self, adc: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """Run one block. ``adc``: (channels, frames) input or None. Returns (2, frames)."""
+        t0 = time.perf_counter_ns()
+        if self._next_graph is not None:
+            self.retired.append(self.graph)
+            self.graph, self._next_graph = self._next_graph, None
+        graph = self.graph
+        start = self.clock.sample_time
+        self._anchor[0] = start
+        self._anchor[1] = time.monotonic()
+        for ring in self.rings:
+            self.stats.events_in += len(ring)
+            self.scheduler.add_from(ring)
+        n_due = self.scheduler.take(start + self.block)
+        due = self.scheduler.due
+        for i in range(n_due):
+            ev = due[i]
+            if ev["target"] == ENGINE:
+                if ev["kind"] == Kind.TEMPO:
+                    self.clock.set_tempo(float(ev["value"]), max(int(ev["time"]) - start, 0))
+            else:
+                graph.route(ev)
+        result = graph.process(start, adc)
+        self._follow_tempo(graph)
+        self.clock.advance(self.block)
+        if out is not None:
+            out[:OUT_CHANNELS] = result
+        elapsed = (time.perf_counter_ns() - t0) * 1e-9
+        load = elapsed / self.period_s
+        s = self.stats
+        s.blocks += 1
+        s.load_last = load
+        s.load_max = max(s.load_max, load)
+        s.deadline_misses += load > 1.0
+        return result
+
+    def _follow_tempo(self, graph: Graph) -> None:
+        follow = graph.patch.table("clock")["follow"]
+        if follow:
+            bpm = graph.controls.get(f"{follow}.bpm")
+            if bpm is not None and bpm[-1] > 0:
+                self.clock.set_tempo(float(bpm[-1]), 0)
+
+    def schedule(self, events: np.ndarray) -> None:
+        """Add stamped events directly (same thread as ``process`` only: offline, scripts)."""
+        for ev in events:
+            self.scheduler.add(*ev.tolist())
+
+    def panic(self, ring: EventRing) -> None:
+        """All notes off, tails cut, from any control thread."""
+        ring.push(self.now(), Kind.PANIC, BROADCAST)
+
+    def status_line(self) -> str:
+        s = self.stats
+        peak = self.graph.safety.take_peak()
+        peak_db = 20 * np.log10(peak) if peak > 0 else -np.inf
+        return (f"load {s.load_last * 100:5.1f}% (max {s.load_max * 100:5.1f}%)  xruns {s.xruns}  "
+                f"late {s.deadline_misses}  events in {s.events_in} out {s.events_out}  "
+                f"peak {peak_db:6.1f} dBFS  bar {self.clock.bar + 1} beat {self.clock.beat_in_bar + 1:4.2f} "
+                f"@ {self.clock.bpm:5.1f} bpm")
+
+    def close(self) -> None:
+        for graph in [self.graph, *self.retired]:
+            graph.close()
+        self.retired.clear()

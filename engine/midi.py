@@ -1,0 +1,107 @@
+"""MIDI bytes → engine events, through a patch's ``[midi]`` table; MIDI files via mido.
+
+The same :class:`MidiMap` serves MIDI files (offline), JACK MIDI and
+python-rtmidi, so a controller plays identically live and in a render.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mido
+import numpy as np
+
+from engine.events import BROADCAST, Kind, make_events
+
+SUSTAIN_CC = 64
+PANIC_CCS = (120, 123)  # all sound off, all notes off
+
+
+class MidiFileError(ValueError):
+    """A MIDI file that cannot be read. The message is one line."""
+
+
+class MidiMap:
+    """Maps one complete MIDI message (status, data1, data2) to events for a graph.
+
+    Routing, from the patch's ``[midi]`` table:
+    ``buttons = {to, notes}`` — those 8 notes become BUTTON events 0-7;
+    ``notes = {to}`` — other notes, sustain, pitch bend, program, unmapped CCs;
+    ``cc = {N = "node.param"}`` — CC N sets a param, 0-127 scaled to its range;
+    CC 120/123 on any channel → PANIC to every node.
+    """
+
+    def __init__(self, midi_table: dict, graph):
+        self.channel = midi_table["channel"]
+        index = graph.index
+        self.notes_to = index.get(midi_table["notes"].get("to", ""), -1)
+        self.buttons_to = index.get(midi_table["buttons"].get("to", ""), -1)
+        self.buttons = {n: i for i, n in enumerate(midi_table["buttons"].get("notes", []))}
+        self.cc = {int(cc): graph.param_target(dest) for cc, dest in midi_table["cc"].items()}
+        self.ignored = 0
+
+    def events(self, status: int, d1: int = 0, d2: int = 0):
+        """Yield (kind, target, channel, a, b, value) for one channel message."""
+        kind = status & 0xF0
+        ch = status & 0x0F
+        if status < 0x80 or status >= 0xF0 or not (0 <= d1 < 128 and 0 <= d2 < 128):
+            self.ignored += 1
+            return
+        if self.channel >= 0 and ch != self.channel:
+            return
+        if kind == 0xB0 and d1 in PANIC_CCS:
+            yield Kind.PANIC, BROADCAST, ch, d1, d2, 0.0
+            return
+        if kind in (0x80, 0x90):
+            on = kind == 0x90 and d2 > 0
+            if d1 in self.buttons and self.buttons_to >= 0:
+                yield Kind.BUTTON, self.buttons_to, ch, self.buttons[d1], d2 if on else 0, 0.0
+            elif self.notes_to >= 0:
+                yield (Kind.NOTE_ON if on else Kind.NOTE_OFF), self.notes_to, ch, d1, d2, 0.0
+            return
+        if kind == 0xB0:
+            if d1 in self.cc:
+                node, param, lo, hi = self.cc[d1]
+                yield Kind.PARAM, node, ch, param, d2, lo + (hi - lo) * d2 / 127.0
+            elif self.notes_to >= 0:
+                yield Kind.CC, self.notes_to, ch, d1, d2, d2 / 127.0
+            return
+        if self.notes_to < 0:
+            return
+        if kind == 0xE0:
+            bend = ((d2 << 7) | d1) - 8192
+            yield Kind.PITCH_BEND, self.notes_to, ch, 0, 0, bend / 8192.0
+        elif kind == 0xC0:
+            yield Kind.PROGRAM, self.notes_to, ch, d1, 0, 0.0
+
+
+def read_midi_file(path: str | Path) -> list[tuple[float, list[int]]]:
+    """(time in seconds, message bytes) for every channel message of a MIDI file, in order."""
+    try:
+        midi = mido.MidiFile(str(path))
+        out = []
+        now = 0.0
+        for msg in midi:
+            now += msg.time
+            if not msg.is_meta and msg.type != "sysex":
+                out.append((now, msg.bytes()))
+    except FileNotFoundError:
+        raise MidiFileError(f"{path}: no such MIDI file") from None
+    except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
+        raise MidiFileError(f"{path}: not a valid MIDI file ({exc})") from None
+    if not out:
+        raise MidiFileError(f"{path}: MIDI file has no note or controller messages")
+    return out
+
+
+def midi_to_events(messages, midi_map: MidiMap, sample_rate: int, offset_s: float = 0.0) -> np.ndarray:
+    """Stamp timed MIDI messages as engine events at ``sample_rate`` (an event array)."""
+    rows = []
+    for t, data in messages:
+        padded = list(data) + [0, 0]
+        for kind, target, ch, a, b, value in midi_map.events(padded[0], padded[1], padded[2]):
+            rows.append((round((t + offset_s) * sample_rate), kind, target, ch, a, b, value))
+    events = make_events(len(rows))
+    for i, row in enumerate(rows):
+        events[i] = row
+    return events

@@ -1,0 +1,274 @@
+"""Patches: TOML files that wire a performance. Data only, validated on load.
+
+Every error is one line naming the file, the key (and its line), what was
+found and what is allowed, so a broken patch never starts half-wired.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.node import Option
+from engine.registry import node_class
+
+PATCH_DIR = Path(__file__).resolve().parent.parent / "patches"
+DEFAULT_PATCH = PATCH_DIR / "default.toml"
+
+# Keys every [[node]] may carry; the graph handles them, not the node.
+NODE_KEYS = {
+    "id": Option(str, required=True, doc="unique name of the node"),
+    "type": Option(str, required=True, doc="registered node type"),
+    "input": Option(list, default=[], doc="audio sources: node ids, 'node:port' or 'adc'"),
+    "notes_to": Option(str, default="", doc="node that receives this node's notes"),
+}
+
+TABLES = {
+    "patch": {
+        "description": Option(str, default=""),
+        "output": Option(list, default=[], doc="nodes mixed to the output (default: every unconsumed output)"),
+    },
+    "audio": {
+        "sample_rate": Option(int, default=48000, choices=(44100, 48000, 88200, 96000)),
+        "block": Option(int, default=128, choices=(32, 64, 128, 256, 512, 1024)),
+        "inputs": Option(int, default=2, lo=0, hi=8),
+        "scheduling_delay_ms": Option(float, default=0.0, lo=0.0, hi=500.0),
+    },
+    "clock": {
+        "bpm": Option(float, default=120.0, lo=20.0, hi=400.0),
+        "beats_per_bar": Option(int, default=4, lo=1, hi=32),
+        "follow": Option(str, default="", doc="id of a beat listener whose tempo the clock follows"),
+    },
+    "midi": {
+        "in": Option(str, default="", doc="input port name substring"),
+        "out": Option(str, default="", doc="output port name substring"),
+        "virtual": Option(bool, default=True),
+        "channel": Option(int, default=-1, lo=-1, hi=15, doc="-1 listens on every channel"),
+        "notes": Option(dict, default={}),
+        "buttons": Option(dict, default={}),
+        "cc": Option(dict, default={}),
+        "program": Option(str, default=""),
+        "clock_out": Option(bool, default=False),
+    },
+    "osc": {
+        "listen": Option(str, default="127.0.0.1:8000"),
+        "send": Option(list, default=["127.0.0.1:9000"]),
+        "pitch_rate_hz": Option(float, default=0.0, lo=0.0, hi=1000.0),
+    },
+}
+
+
+class PatchError(ValueError):
+    """A patch that cannot be played. The message is one line."""
+
+
+@dataclass
+class NodeSpec:
+    id: str
+    type: str
+    options: dict[str, Any]
+    inputs: list[str] = field(default_factory=list)
+    notes_to: str = ""
+    cls: type | None = None
+
+
+@dataclass
+class Patch:
+    path: Path
+    description: str
+    nodes: list[NodeSpec]
+    tables: dict[str, dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    def table(self, name: str) -> dict[str, Any]:
+        return self.tables[name]
+
+
+def resolve_patch_path(name: str | Path | None) -> Path:
+    """A patch by path, or by name from ``patches/`` (``"genie"`` → patches/genie.toml)."""
+    if name is None:
+        return DEFAULT_PATCH
+    path = Path(name)
+    if path.exists():
+        return path
+    candidate = PATCH_DIR / (path.name if path.suffix == ".toml" else path.name + ".toml")
+    if candidate.exists():
+        return candidate
+    raise PatchError(f"{name}: no such patch file (patches available: "
+                     f"{', '.join(p.stem for p in sorted(PATCH_DIR.glob('*.toml')))})")
+
+
+def load_patch(name: str | Path | None = None) -> Patch:
+    """Read and validate a patch; raises :class:`PatchError` with a one-line message."""
+    path = resolve_patch_path(name)
+    text = path.read_text(encoding="utf-8")
+    return parse_patch(text, path)
+
+
+def parse_patch(text: str, path: Path) -> Patch:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PatchError(f"{path}: not valid TOML: {exc}") from None
+    where = _Locator(text, path)
+
+    for key in data:
+        if key not in TABLES and key != "node":
+            where.fail(key, None, data[key], "one of [patch], [audio], [clock], [midi], [osc], [[node]]")
+    tables = {}
+    for table, schema in TABLES.items():
+        raw = data.get(table, {})
+        if not isinstance(raw, dict):
+            where.fail(table, None, raw, "a table")
+        tables[table] = _check_keys(raw, schema, where, table)
+
+    raw_nodes = data.get("node", [])
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        where.fail("node", None, raw_nodes, "at least one [[node]] table")
+    nodes: list[NodeSpec] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(raw_nodes):
+        nodes.append(_parse_node(raw, i, where, seen))
+    ids = {n.id for n in nodes}
+    for i, spec in enumerate(nodes):
+        for src in spec.inputs:
+            src_id = src.split(":")[0]
+            if src_id != "adc" and src_id not in ids:
+                where.fail(f"node.{spec.id}.input", i, src, "'adc' or a node id: " + ", ".join(sorted(ids)))
+        if spec.notes_to and spec.notes_to not in ids:
+            where.fail(f"node.{spec.id}.notes_to", i, spec.notes_to, "a node id: " + ", ".join(sorted(ids)))
+    for out in tables["patch"]["output"]:
+        if out not in ids:
+            where.fail("patch.output", None, out, "a node id: " + ", ".join(sorted(ids)))
+    _check_routes(tables, ids, nodes, where)
+    return Patch(path=path, description=tables["patch"]["description"], nodes=nodes, tables=tables)
+
+
+def _parse_node(raw: Any, index: int, where: "_Locator", seen: set[str]) -> NodeSpec:
+    if not isinstance(raw, dict):
+        where.fail("node", index, raw, "a table")
+    common = {k: raw[k] for k in NODE_KEYS if k in raw}
+    common = _check_keys(common, NODE_KEYS, where, "node", index)
+    node_id, type_name = common["id"], common["type"]
+    if node_id in seen or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", node_id) or node_id == "adc":
+        where.fail("node.id", index, node_id, "a unique name of letters, digits and _ (not 'adc')")
+    seen.add(node_id)
+    try:
+        cls = node_class(type_name)
+    except LookupError as exc:
+        where.fail(f"node.{node_id}.type", index, type_name, str(exc))
+    own = {k: v for k, v in raw.items() if k not in NODE_KEYS}
+    options = _check_keys(own, cls.patch_keys(), where, f"node.{node_id}", index)
+    inputs = common["input"]
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    return NodeSpec(id=node_id, type=type_name, options=options, inputs=list(inputs),
+                    notes_to=common["notes_to"], cls=cls)
+
+
+def _check_routes(tables, ids, nodes, where) -> None:
+    midi = tables["midi"]
+    for section in ("notes", "buttons"):
+        target = midi[section].get("to")
+        if midi[section] and target not in ids:
+            where.fail(f"midi.{section}.to", None, target, "a node id: " + ", ".join(sorted(ids)))
+    params = {f"{n.id}.{p}" for n in nodes for p in n.cls.PARAMS}
+    for cc, dest in midi["cc"].items():
+        if not cc.isdigit() or not 0 <= int(cc) <= 127:
+            where.fail(f"midi.cc.{cc}", None, cc, "a CC number 0..127")
+        if dest not in params:
+            where.fail(f"midi.cc.{cc}", None, dest, "a 'node.param' of this patch: " + ", ".join(sorted(params)))
+    buttons = midi["buttons"].get("notes", [])
+    if buttons and (len(buttons) != 8 or not all(isinstance(n, int) and 0 <= n <= 127 for n in buttons)):
+        where.fail("midi.buttons.notes", None, buttons, "a list of 8 MIDI note numbers")
+    follow = tables["clock"]["follow"]
+    if follow and follow not in ids:
+        where.fail("clock.follow", None, follow, "a node id: " + ", ".join(sorted(ids)))
+
+
+def _check_keys(raw: dict, schema: dict[str, Option], where: "_Locator", prefix: str,
+                index: int | None = None) -> dict[str, Any]:
+    out = {}
+    for key, value in raw.items():
+        if key not in schema:
+            allowed = ", ".join(schema) if schema else "no keys"
+            where.fail(f"{prefix}.{key}", index, value, f"a known key ({allowed})")
+        out[key] = _check_value(value, schema[key], where, f"{prefix}.{key}", index)
+    for key, opt in schema.items():
+        if key not in out:
+            if opt.required:
+                where.fail(f"{prefix}.{key}", index, None, opt.allowed() + " (required)")
+            out[key] = opt.default
+    return out
+
+
+def _check_value(value: Any, opt: Option, where: "_Locator", key: str, index: int | None) -> Any:
+    kind = opt.kind
+    ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if kind is list and isinstance(value, str):
+        value, ok = [value], True
+    if ok and opt.choices is not None and value not in opt.choices:
+        ok = False
+    if ok and kind in (int, float):
+        if (opt.lo is not None and value < opt.lo) or (opt.hi is not None and value > opt.hi):
+            ok = False
+    if not ok:
+        where.fail(key, index, value, opt.allowed())
+    return value
+
+
+class _Locator:
+    """Finds the line of a key in the patch text, for error messages."""
+
+    def __init__(self, text: str, path: Path):
+        self.lines = text.splitlines()
+        self.path = path
+
+    def line_of(self, key: str, node_index: int | None) -> int | None:
+        parts = key.split(".")
+        leaf = parts[-1]
+        if node_index is not None:
+            headers = [i for i, ln in enumerate(self.lines) if re.match(r"\s*\[\[\s*node\s*\]\]", ln)]
+            if node_index >= len(headers):
+                return None
+            start = headers[node_index]
+        else:
+            start = next((i for i, ln in enumerate(self.lines)
+                          if re.match(rf"\s*\[\s*{re.escape(parts[0])}\s*\]", ln)), None)
+            if start is None:
+                return None
+            if len(parts) == 1:
+                return start + 1
+        pattern = re.compile(rf"\s*\"?{re.escape(leaf)}\"?\s*=")
+        for i in range(start + 1, len(self.lines)):
+            if re.match(r"\s*\[", self.lines[i]):
+                break
+            if pattern.match(self.lines[i]) or re.search(rf"[{{,]\s*\"?{re.escape(leaf)}\"?\s*=", self.lines[i]):
+                return i + 1
+        return start + 1
+
+    def fail(self, key: str, node_index: int | None, found: Any, allowed: str):
+        line = self.line_of(key, node_index)
+        at = f" (line {line})" if line else ""
+        shown = "nothing" if found is None else repr(found)
+        raise PatchError(f"{self.path}: {key}{at}: found {shown}, allowed {allowed}")
+
+
+def list_patches() -> list[tuple[str, str]]:
+    """(name, description) of every patch in ``patches/``, read without building it."""
+    out = []
+    for path in sorted(PATCH_DIR.glob("*.toml")):
+        try:
+            desc = load_patch(path).description
+        except PatchError as exc:
+            desc = f"BROKEN: {exc}"
+        out.append((path.stem, desc))
+    return out
