@@ -1,0 +1,74 @@
+"""Shared fixtures. Live-I/O tests run against a private JACK dummy server of their own."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+os.environ.setdefault("JACK_NO_START_SERVER", "1")
+_counter = itertools.count()
+
+
+class JackServer:
+    """A private ``jackd -d dummy`` at a given period; stopped (or killed) by its own test only."""
+
+    def __init__(self, period: int, rate: int = 48000):
+        self.name = f"cadenza-test-{os.getpid()}-{next(_counter)}"
+        self.period = period
+        self.rate = rate
+        self.proc = subprocess.Popen(
+            ["jackd", "-n", self.name, "-R", "-d", "dummy", "-r", str(rate), "-p", str(period)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = dict(os.environ, JACK_DEFAULT_SERVER=self.name)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jackd {self.name} exited with {self.proc.returncode}")
+            ok = subprocess.run(["jack_wait", "-c"], env=env, capture_output=True, text=True)
+            if "running" in ok.stdout and "not running" not in ok.stdout:
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"jackd {self.name} did not come up")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """Kill the server outright, as a crash would."""
+        self.proc.kill()
+        self.proc.wait(5)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture
+def jack_server(monkeypatch):
+    """Factory: ``jack_server(period=128)`` starts a private server and points clients at it."""
+    if shutil.which("jackd") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("jackd is not installed: CI must install jackd2 (never skip live-I/O tests there)")
+        pytest.skip("jackd is not installed")
+    servers: list[JackServer] = []
+
+    def start(period: int = 128, rate: int = 48000) -> JackServer:
+        server = JackServer(period, rate)
+        servers.append(server)
+        monkeypatch.setenv("JACK_DEFAULT_SERVER", server.name)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
