@@ -1,0 +1,77 @@
+"""Torch twins of ``instruments/ddsp_kernels.py``: the same synthesis, batched and differentiable.
+
+Shapes: B batch, T control frames, H harmonics, n hop samples. Frame ``t``
+covers output samples ``t·n … (t+1)·n − 1`` and interpolates from frame
+``t − 1`` (frame ``−1`` is ``prev``, default frame 0) to frame ``t``, exactly as
+the numba kernels do hop by hop. See the kernels' module docstring for the
+conventions (phase, band gain, noise FIR).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from instruments.ddsp_kernels import TWO_PI
+
+
+def band_gain(freq_hz: torch.Tensor, max_hz: float, taper: float) -> torch.Tensor:
+    """1 below ``max_hz - taper``, linear to 0 at ``max_hz``, 0 for freq ≤ 0."""
+    g = ((max_hz - freq_hz) / taper).clamp(0.0, 1.0)
+    return torch.where(freq_hz > 0.0, g, torch.zeros_like(g))
+
+
+def harmonic_amplitudes(amp: torch.Tensor, dist: torch.Tensor, f0_hz: torch.Tensor,
+                        max_hz: float, taper: float) -> torch.Tensor:
+    """(B, T, H) per-harmonic amplitudes from amp (B, T), dist (B, T, H), f0 (B, T) Hz."""
+    k = torch.arange(1, dist.shape[-1] + 1, device=dist.device, dtype=dist.dtype)
+    masked = dist * band_gain(f0_hz[..., None] * k, max_hz, taper)
+    total = masked.sum(-1, keepdim=True)
+    return amp[..., None] * masked / total.clamp_min(1e-12) * (total > 1e-12)
+
+
+def upsample(frames: torch.Tensor, hop: int, prev: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample linear interpolation of frames (B, T, ...) → (B, T·hop, ...)."""
+    if prev is None:
+        prev = frames[:, :1]
+    else:
+        prev = prev[:, None]
+    before = torch.cat([prev, frames[:, :-1]], dim=1)
+    t = torch.arange(1, hop + 1, device=frames.device, dtype=frames.dtype) / hop
+    shape = (1, 1, hop) + (1,) * (frames.dim() - 2)
+    t = t.view(shape)
+    out = before[:, :, None] + (frames - before)[:, :, None] * t
+    return out.reshape(frames.shape[0], frames.shape[1] * hop, *frames.shape[2:])
+
+
+def harmonic_synth(f0_hz: torch.Tensor, amps: torch.Tensor, hop: int, sr: float, max_hz: float,
+                   taper: float, phase0: float = 0.0, f0_prev=None, amps_prev=None) -> torch.Tensor:
+    """(B, T·hop) harmonic bank output from f0 (B, T) Hz and per-harmonic amps (B, T, H)."""
+    f0 = upsample(f0_hz, hop, f0_prev)
+    a = upsample(amps, hop, amps_prev)
+    inc = TWO_PI * f0.clamp_min(0.0).double() / sr
+    phase = torch.remainder(torch.cumsum(inc, dim=1) + phase0, TWO_PI).to(f0.dtype)
+    k = torch.arange(1, amps.shape[-1] + 1, device=amps.device, dtype=f0.dtype)
+    gain = band_gain(f0[..., None] * k, max_hz, taper)
+    return (a * gain * torch.sin(phase[..., None] * k)).sum(-1)
+
+
+def noise_synth(mags: torch.Tensor, noise: torch.Tensor, mat: torch.Tensor, hop: int) -> torch.Tensor:
+    """(B, T·hop) filtered noise from band mags (B, T, bands), white noise (B, T·hop), FIR matrix (taps, bands).
+
+    Per-frame FIR ``mat @ mags``, convolved with the frame's noise via FFT,
+    overlap-added; the tail past the last frame is dropped (as it is still
+    pending in the kernel's ``tail``).
+    """
+    b, t, _ = mags.shape
+    taps = mat.shape[0]
+    ir = mags @ mat.T  # (B, T, taps)
+    seg = noise.reshape(b, t, hop)
+    n_fft = 1 << math.ceil(math.log2(hop + taps - 1))
+    y = torch.fft.irfft(torch.fft.rfft(seg, n_fft) * torch.fft.rfft(ir, n_fft), n_fft)
+    y = y[..., : hop + taps - 1]  # (B, T, L)
+    length = t * hop + taps - 1
+    out = torch.nn.functional.fold(
+        y.transpose(1, 2), output_size=(1, length), kernel_size=(1, hop + taps - 1), stride=(1, hop))
+    return out.reshape(b, length)[:, : t * hop]
