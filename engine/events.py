@@ -162,6 +162,7 @@ class Scheduler:
         self.n_pending = 0
         self.due = make_events(capacity)
         self.overflow = 0
+        self._scratch = make_events(1)
 
     def add_from(self, ring: EventRing) -> None:
         """Move a ring's waiting events in; what does not fit waits in the ring."""
@@ -176,7 +177,7 @@ class Scheduler:
         return True
 
     def take(self, block_end: int) -> int:
-        n_due, self.n_pending = _take_due(self.pending, self.n_pending, self.due, block_end)
+        n_due, self.n_pending = _take_due(self.pending, self.n_pending, self.due, block_end, self._scratch)
         return n_due
 
     def clear(self) -> None:
@@ -184,7 +185,7 @@ class Scheduler:
 
 
 @njit(nogil=True, cache=True)
-def _take_due(pending, n_pending, due, block_end):
+def _take_due(pending, n_pending, due, block_end, scratch):
     n_due = 0
     keep = 0
     for i in range(n_pending):
@@ -196,12 +197,7 @@ def _take_due(pending, n_pending, due, block_end):
             keep += 1
     # stable insertion sort by time: blocks carry few events
     for i in range(1, n_due):
-        j = i
-        while j > 0 and due[j - 1]["time"] > due[j]["time"]:
-            tmp = due[j - 1]
-            due[j - 1] = due[j]
-            due[j] = tmp
-            j -= 1
+        _sift_back(due, i, scratch)
     return n_due, keep
 
 
@@ -212,6 +208,7 @@ class Inbox:
         self.buf = make_events(capacity)
         self.count = 0
         self.dropped = 0
+        self._scratch = make_events(1)
 
     def clear(self) -> None:
         self.count = 0
@@ -222,7 +219,7 @@ class Inbox:
             self.dropped += 1
             return
         self.buf[self.count] = row
-        _sift_back(self.buf, self.count)
+        _sift_back(self.buf, self.count, self._scratch)
         self.count += 1
 
     @property
@@ -231,9 +228,10 @@ class Inbox:
 
 
 @njit(nogil=True, cache=True)
-def _sift_back(buf, j):
+def _sift_back(buf, j, scratch):
+    """Move row j back past later-stamped rows. Records are views, so swap via scratch."""
     while j > 0 and buf[j - 1]["time"] > buf[j]["time"]:
-        tmp = buf[j - 1]
+        scratch[0] = buf[j - 1]
         buf[j - 1] = buf[j]
-        buf[j] = tmp
+        buf[j] = scratch[0]
         j -= 1

@@ -71,6 +71,19 @@ class Graph:
         self._current = 0
         self._build_io(specs)
         self.processing_us = np.zeros(len(self.nodes), np.float64)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Run one silent block with emits dropped, then reset: kernels compile here, not on stage."""
+        emit_outbound, defer = self._emit_outbound, self._defer
+        self._emit_outbound = self._defer = lambda *event: None
+        try:
+            self.process(0, None)
+        finally:
+            self._emit_outbound, self._defer = emit_outbound, defer
+            for io in self.ios:
+                io.inbox.clear()
+            self.reset()
 
     # -- construction ---------------------------------------------------------------
 

@@ -13,6 +13,7 @@ NODE_TYPES: dict[str, str] = {
     "synth": "instruments.synth:PolySynth",
     "pyo_rack": "engine.fx:PyoRack",
     "safety": "engine.safety:Safety",
+    "vocoder": "instruments.vocoder:ChannelVocoder",
 }
 
 
