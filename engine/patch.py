@@ -70,7 +70,7 @@ class NodeSpec:
     id: str
     type: str
     options: dict[str, Any]
-    inputs: list[str] = field(default_factory=list)
+    inputs: list[str] | dict[str, list[str]] = field(default_factory=list)
     notes_to: str = ""
     cls: type | None = None
 
@@ -137,7 +137,7 @@ def parse_patch(text: str, path: Path) -> Patch:
         nodes.append(_parse_node(raw, i, where, seen))
     ids = {n.id for n in nodes}
     for i, spec in enumerate(nodes):
-        for src in spec.inputs:
+        for src in spec.inputs if isinstance(spec.inputs, list) else sum(spec.inputs.values(), []):
             src_id = src.split(":")[0]
             if src_id != "adc" and src_id not in ids:
                 where.fail(f"node.{spec.id}.input", i, src, "'adc' or a node id: " + ", ".join(sorted(ids)))
@@ -154,6 +154,7 @@ def _parse_node(raw: Any, index: int, where: "_Locator", seen: set[str]) -> Node
     if not isinstance(raw, dict):
         where.fail("node", index, raw, "a table")
     common = {k: raw[k] for k in NODE_KEYS if k in raw}
+    ports = common.pop("input") if isinstance(common.get("input"), dict) else None
     common = _check_keys(common, NODE_KEYS, where, "node", index)
     node_id, type_name = common["id"], common["type"]
     if node_id in seen or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", node_id) or node_id == "adc":
@@ -165,10 +166,12 @@ def _parse_node(raw: Any, index: int, where: "_Locator", seen: set[str]) -> Node
         where.fail(f"node.{node_id}.type", index, type_name, str(exc))
     own = {k: v for k, v in raw.items() if k not in NODE_KEYS}
     options = _check_keys(own, cls.patch_keys(), where, f"node.{node_id}", index)
-    inputs = common["input"]
-    if isinstance(inputs, str):
-        inputs = [inputs]
-    return NodeSpec(id=node_id, type=type_name, options=options, inputs=list(inputs),
+    if ports is not None:  # { port = source(s) }: each port's sources as a list
+        inputs = {port: _check_value(src, NODE_KEYS["input"], where, f"node.{node_id}.input.{port}", index)
+                  for port, src in ports.items()}
+    else:
+        inputs = list(common["input"])
+    return NodeSpec(id=node_id, type=type_name, options=options, inputs=inputs,
                     notes_to=common["notes_to"], cls=cls)
 
 

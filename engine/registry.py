@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 
 NODE_TYPES: dict[str, str] = {
+    "pitch": "instruments.pitch:PitchListener",
     "synth": "instruments.synth:PolySynth",
     "pyo_rack": "engine.fx:PyoRack",
     "safety": "engine.safety:Safety",

@@ -1,0 +1,256 @@
+"""The classic channel vocoder: a voice's spectral envelope imposed on a carrier.
+
+The modulator (a voice, mono) and the carrier (any voice of the patch, stereo,
+or an internal saw / noise) each pass through a bank of log-spaced band-pass
+filters (two cascaded RBJ biquads per band, 4th order). An envelope follower
+(attack / release one-pole on the rectified band) measures each modulator
+band; the matching carrier band is scaled by it and the bands are summed.
+
+- **Formant shift**: the carrier bank's centres are the modulator bank's times
+  ``2 ** (formant / 12)``, so the voice's formants move up or down while the
+  carrier's pitch stays put.
+- **Unvoiced / sibilant pass-through**: a detector compares the modulator's
+  energy above ``SIBILANT_HZ`` with its total energy. When the voice is
+  unvoiced (an "s", "f", "t") white noise is mixed into the carrier, so the
+  high bands have something to shape, and the modulator's own high band is
+  passed to the output — words stay intelligible even when no key is held.
+
+Everything runs in one numba kernel per block over preallocated state.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from engine.node import Node, Option, Param
+
+CARRIERS = ("input", "saw", "noise")
+SIBILANT_HZ = 4000.0  # the high band the unvoiced detector and pass-through use, Hz
+DETECT_MS = 8.0  # smoothing of the unvoiced detector's energies, ms
+UNVOICED_LO, UNVOICED_HI = 0.25, 0.6  # high/total energy ratio mapped to 0..1 "unvoiced"
+NOISE_LEVEL = 0.3  # white noise injected into the carrier when fully unvoiced (linear)
+CARRIER_ATTACK_MS, CARRIER_RELEASE_MS = 2.0, 20.0  # carrier band followers (whitening), ms
+CARRIER_FLOOR = 1e-3  # carrier band level (linear) below which a band is not whitened further
+BAND_GAIN = 1.2  # make-up gain: whitened bands sum back to about the voice's level
+
+
+@njit(nogil=True, cache=True)
+def bandpass_coefs(coefs, centres_hz, ratio, sr):
+    """RBJ band-pass (0 dB peak) coefficients for each band into ``coefs`` (3, bands).
+
+    ``ratio``: spacing between neighbouring centres (>1); the band-width spans it.
+    Rows: b0 (b1 = 0, b2 = -b0), a1, a2. Bands above 0.45 × sr get zeros (silent).
+    """
+    half = math.sqrt(ratio)
+    q = 1.0 / (half - 1.0 / half)
+    for k in range(centres_hz.shape[0]):
+        f = centres_hz[k]
+        if f >= 0.45 * sr:
+            coefs[:, k] = 0.0
+            continue
+        w0 = 2.0 * math.pi * f / sr
+        alpha = math.sin(w0) / (2.0 * q)
+        a0 = 1.0 + alpha
+        coefs[0, k] = alpha / a0
+        coefs[1, k] = -2.0 * math.cos(w0) / a0
+        coefs[2, k] = (1.0 - alpha) / a0
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _biquad(x, c, s):
+    """One transposed direct-form II biquad step; ``c`` = b0, b1, b2, a1, a2; state ``s`` (2,)."""
+    y = c[0] * x + s[0]
+    s[0] = c[1] * x - c[3] * y + s[1]
+    s[1] = c[2] * x - c[4] * y
+    return y
+
+
+@njit(nogil=True, cache=True, fastmath=True)
+def vocoder_kernel(out, modulator, carrier, mod_coefs, car_coefs, mod_state, car_state, env,
+                   car_env, misc, hp_coefs, scratch, carrier_mode, carrier_hz, sr, attack_s, release_s,
+                   sibilance, gain):
+    """Vocode one block.
+
+    out: (2, frames) float32; modulator: (frames,) float32; carrier: (2, frames) float32
+    (read only when ``carrier_mode`` is 0 = input; 1 = internal saw at ``carrier_hz``, 2 = noise).
+    mod_coefs / car_coefs: (3, bands) band-pass biquads (see :func:`bandpass_coefs`), each band
+    run twice in cascade; mod_state: (4, bands); car_state: (2, 4, bands); env: (bands,)
+    envelopes; misc: [saw phase, noise seed, high energy, total energy, hp state 1, hp state 2];
+    hp_coefs: (5,) high-pass biquad; scratch: (3, frames) float64 work space.
+    Times in seconds, gain linear. The band loop is innermost so it vectorises across bands.
+    """
+    frames = out.shape[1]
+    bands = env.shape[0]
+    att = 1.0 - math.exp(-1.0 / max(attack_s * sr, 1.0))
+    rel = 1.0 - math.exp(-1.0 / max(release_s * sr, 1.0))
+    det = 1.0 - math.exp(-1.0 / (DETECT_MS * 1e-3 * sr))
+    c_att = 1.0 - math.exp(-frames / (CARRIER_ATTACK_MS * 1e-3 * sr))
+    c_rel = 1.0 - math.exp(-frames / (CARRIER_RELEASE_MS * 1e-3 * sr))
+    car_gain = car_env[1]
+    car_sum = car_env[2]
+    for k in range(bands):  # carrier whitening gains from the envelopes up to the last block
+        car_gain[k] = 1.0 / (car_env[0, k] + CARRIER_FLOOR)
+        car_sum[k] = 0.0
+    hp_state = misc[4:6]
+    seed = np.int64(misc[1])
+    car0, car1, passthrough = scratch[0], scratch[1], scratch[2]
+    # pass 1, per sample: unvoiced detector, carrier (+ noise when unvoiced)
+    for i in range(frames):
+        x = modulator[i]
+        hp = _biquad(x, hp_coefs, hp_state)
+        misc[2] += det * (hp * hp - misc[2])
+        misc[3] += det * (x * x - misc[3])
+        ratio = misc[2] / (misc[3] + 1e-12)
+        unvoiced = min(max((ratio - UNVOICED_LO) / (UNVOICED_HI - UNVOICED_LO), 0.0), 1.0)
+        seed = (seed * 1664525 + 1013904223) & 0xFFFFFFFF  # LCG white noise
+        noise = seed * (2.0 / 4294967296.0) - 1.0
+        if carrier_mode == 1:
+            phase = misc[0] + carrier_hz / sr
+            misc[0] = phase - math.floor(phase)
+            c0 = 2.0 * misc[0] - 1.0
+            c1 = c0
+        elif carrier_mode == 2:
+            c0 = noise
+            c1 = noise
+        else:
+            c0 = carrier[0, i]
+            c1 = carrier[1, i]
+        car0[i] = c0 + unvoiced * NOISE_LEVEL * noise
+        car1[i] = c1 + unvoiced * NOISE_LEVEL * noise
+        passthrough[i] = sibilance * unvoiced * hp
+    misc[1] = np.float64(seed)
+    # pass 2: every band, per sample (two cascaded biquads for the voice and each carrier channel)
+    mb0, ma1, ma2 = mod_coefs[0], mod_coefs[1], mod_coefs[2]
+    cb0, ca1, ca2 = car_coefs[0], car_coefs[1], car_coefs[2]
+    m0, m1, m2, m3 = mod_state[0], mod_state[1], mod_state[2], mod_state[3]
+    p0, p1, p2, p3 = car_state[0, 0], car_state[0, 1], car_state[0, 2], car_state[0, 3]
+    q0, q1, q2, q3 = car_state[1, 0], car_state[1, 1], car_state[1, 2], car_state[1, 3]
+    for i in range(frames):
+        x = modulator[i]
+        c0 = car0[i]
+        c1 = car1[i]
+        acc0 = 0.0
+        acc1 = 0.0
+        for k in range(bands):
+            b0, a1, a2 = mb0[k], ma1[k], ma2[k]
+            y = b0 * x + m0[k]
+            m0[k] = -a1 * y + m1[k]
+            m1[k] = -b0 * x - a2 * y
+            z = b0 * y + m2[k]
+            m2[k] = -a1 * z + m3[k]
+            m3[k] = -b0 * y - a2 * z
+            level = abs(z)
+            e = env[k]
+            e += (att if level > e else rel) * (level - e)
+            env[k] = e
+            b0, a1, a2 = cb0[k], ca1[k], ca2[k]
+            y = b0 * c0 + p0[k]
+            p0[k] = -a1 * y + p1[k]
+            p1[k] = -b0 * c0 - a2 * y
+            z = b0 * y + p2[k]
+            p2[k] = -a1 * z + p3[k]
+            p3[k] = -b0 * y - a2 * z
+            w = b0 * c1 + q0[k]
+            q0[k] = -a1 * w + q1[k]
+            q1[k] = -b0 * c1 - a2 * w
+            v = b0 * w + q2[k]
+            q2[k] = -a1 * v + q3[k]
+            q3[k] = -b0 * w - a2 * v
+            car_sum[k] += abs(z) + abs(v)
+            scale = e * car_gain[k]
+            acc0 += z * scale
+            acc1 += v * scale
+        out[0, i] = (acc0 * BAND_GAIN + passthrough[i]) * gain
+        out[1, i] = (acc1 * BAND_GAIN + passthrough[i]) * gain
+    for k in range(bands):  # carrier band followers, updated once per block
+        level = car_sum[k] * (0.5 / frames)
+        ce = car_env[0, k]
+        car_env[0, k] = ce + (c_att if level > ce else c_rel) * (level - ce)
+
+
+def band_centres(bands: int, lo_hz: float, hi_hz: float) -> np.ndarray:
+    """``bands`` log-spaced centre frequencies from ``lo_hz`` to ``hi_hz`` (Hz)."""
+    return np.geomspace(lo_hz, hi_hz, bands)
+
+
+def highpass_coefs(cutoff_hz: float, sr: float) -> np.ndarray:
+    """RBJ high-pass biquad (Q = 0.707): b0, b1, b2, a1, a2."""
+    w0 = 2.0 * math.pi * cutoff_hz / sr
+    alpha = math.sin(w0) / (2.0 * 0.7071)
+    cw = math.cos(w0)
+    a0 = 1.0 + alpha
+    return np.array([(1 + cw) / 2 / a0, -(1 + cw) / a0, (1 + cw) / 2 / a0,
+                     -2 * cw / a0, (1 - alpha) / a0], np.float64)
+
+
+class ChannelVocoder(Node):
+    """Channel vocoder voice: ``modulator`` (1 ch, the voice) shapes ``carrier`` (2 ch); stereo out.
+
+    Wire it with ``input = { modulator = "adc", carrier = "piano" }``, or set
+    ``carrier = "saw"`` / ``"noise"`` to use an internal carrier.
+    """
+
+    OPTIONS = {
+        "bands": Option(int, default=20, lo=8, hi=40, doc="number of bands"),
+        "carrier": Option(str, default="input", choices=CARRIERS,
+                          doc="'input' (the carrier port), or an internal saw / noise"),
+        "lo_hz": Option(float, default=100.0, lo=20.0, hi=1000.0, doc="lowest band centre, Hz"),
+        "hi_hz": Option(float, default=10000.0, lo=2000.0, hi=20000.0, doc="highest band centre, Hz"),
+    }
+    PARAMS = {
+        "attack": Param(0.004, 0.0005, 0.2, "s", "envelope follower attack"),
+        "release": Param(0.03, 0.002, 1.0, "s", "envelope follower release"),
+        "formant": Param(0.0, -12.0, 12.0, "semitones", "shift of the voice's formants"),
+        "sibilance": Param(0.7, 0.0, 1.0, "level", "unvoiced high band passed through"),
+        "carrier_hz": Param(110.0, 20.0, 2000.0, "Hz", "internal saw carrier frequency"),
+        "gain_db": Param(0.0, -60.0, 24.0, "dB"),
+    }
+
+    def __init__(self, node_id: str, **options):
+        super().__init__(node_id, **options)
+        if self.options["lo_hz"] * 2 >= self.options["hi_hz"]:
+            raise ValueError(f"node.{node_id}: lo_hz must be below hi_hz / 2")
+        self.inputs = {"modulator": 1, "carrier": 2}
+        self.outputs = {"out": 2}
+        n = self.options["bands"]
+        self.centres = band_centres(n, self.options["lo_hz"], self.options["hi_hz"])
+        self.ratio = float(self.centres[1] / self.centres[0])
+        self.mod_coefs = np.zeros((3, n))
+        self.car_coefs = np.zeros((3, n))
+        self.shifted = np.zeros(n)
+        self.mod_state = np.zeros((4, n))
+        self.car_state = np.zeros((2, 4, n))
+        self.env = np.zeros(n)
+        self.car_env = np.zeros((3, n))
+        self.misc = np.zeros(6)
+        self.misc[1] = 12345.0
+        self.carrier_mode = CARRIERS.index(self.options["carrier"])
+        self._formant = math.nan
+
+    def prepare(self, ctx) -> None:
+        self.sample_rate = float(ctx.sample_rate)
+        bandpass_coefs(self.mod_coefs, self.centres, self.ratio, self.sample_rate)
+        self.hp_coefs = highpass_coefs(SIBILANT_HZ, self.sample_rate)
+        self.scratch = np.zeros((3, ctx.block))
+        self._formant = math.nan
+
+    def process(self, io) -> None:
+        p = self.params
+        if p[2] != self._formant:  # formant shift moved: re-tune the carrier bank
+            self._formant = p[2]
+            np.multiply(self.centres, 2.0 ** (float(p[2]) / 12.0), out=self.shifted)
+            bandpass_coefs(self.car_coefs, self.shifted, self.ratio, self.sample_rate)
+        vocoder_kernel(io.outputs["out"], io.inputs["modulator"][0], io.inputs["carrier"],
+                       self.mod_coefs, self.car_coefs, self.mod_state, self.car_state, self.env,
+                       self.car_env, self.misc, self.hp_coefs, self.scratch, self.carrier_mode, p[4],
+                       self.sample_rate, p[0], p[1], p[3], 10.0 ** (p[5] / 20.0))
+
+    def reset(self) -> None:
+        self.mod_state[:] = 0.0
+        self.car_state[:] = 0.0
+        self.env[:] = 0.0
+        self.car_env[:] = 0.0
+        self.misc[[0, 2, 3, 4, 5]] = 0.0
