@@ -15,7 +15,9 @@ import numpy as np
 
 # Subcommands that live beside the instruments and models, imported only when used.
 # Each module has ``add_arguments(parser)`` and ``run(args) -> int``.
-TOOLS: dict[str, tuple[str, str]] = {}
+TOOLS: dict[str, tuple[str, str]] = {
+    "pitch": ("instruments.pitch_cli", "track f0, voicing and loudness of a WAV with the streaming pitch listener"),
+}
 
 
 class UserError(Exception):

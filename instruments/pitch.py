@@ -1,0 +1,261 @@
+"""Streaming pitch and loudness listener: f0 (Hz), voicing probability, A-weighted loudness (dB).
+
+:class:`PitchTracker` is the streaming core, usable outside the graph::
+
+    tracker = PitchTracker(48000)
+    frames = tracker.process(block)   # any block length; per-hop arrays
+    frames.time_s, frames.f0_hz, frames.voicing, frames.loudness_db
+
+It is causal: each hop (2 ms) is analysed from audio already received, with a
+short window (see :data:`WINDOW_MS`), so a result emitted live at time t
+describes the signal around ``t - DELAY_S``; ``time_s`` is stamped that way.
+
+:class:`PitchListener` is the graph node (type ``"pitch"``). It publishes the
+controls ``f0_hz`` (0 while unvoiced), ``voicing`` (0..1, voiced when >= 0.5),
+``loudness_db`` and ``f0_held_hz`` (the last voiced f0, held), and optionally
+emits events that leave the engine (OSC / MIDI out):
+
+- ``events_hz > 0``: at that rate, a ``Kind.PITCH`` event (a = voiced 0/1,
+  value = f0 Hz, 0 while unvoiced) followed by a ``Kind.LOUDNESS`` event
+  (value = dB) with the same time — OSC ``/cadenza/pitch <f0> <voiced> <loudness>``;
+- ``midi = true``: pitch-to-MIDI — ``NOTE_ON`` / ``NOTE_OFF`` (with hysteresis
+  in semitones) and ``PITCH_BEND`` (value -1..1 of ``bend_range`` semitones)
+  on ``midi_channel``, sent to the node's ``notes_to`` (else out of the engine).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from scipy import signal
+
+from engine.events import OUTBOUND, Kind
+from engine.node import Node, Option
+from instruments import pitch_kernels as K
+
+INTERNAL_RATE = 16000  # Hz, target rate of the coarse period search
+HOP_MS = 2.0  # analysis hop, ms
+WINDOW_MS = 8.0  # analysis window, ms
+FMIN_HZ = 55.0
+FMAX_HZ = 1600.0
+DELAY_S = 0.005  # the listener's fixed delay: a row emitted at t describes t - DELAY_S
+
+DEFAULTS = {
+    "threshold": 0.15,  # CMNDF first-dip threshold
+    "voicing_center": 0.30,  # CMNDF depth with voicing probability 0.5
+    "voicing_slope": 0.05,
+    "voicing_hysteresis": 0.05,
+    "gate_db": -60.0,  # window level (dBFS) below which nothing is voiced
+    "octave_ratio": 0.5,  # drop an octave when c(2 tau) < ratio * c(tau) ...
+    "octave_margin": 0.01,  # ... and c(2 tau) < c(tau) - margin
+    "stick": 0.05,  # CMNDF bonus of staying near the previous voiced pitch
+}
+
+
+class PitchFrames(NamedTuple):
+    """Per-hop results. ``time_s``: emission time minus ``DELAY_S`` (s); ``f0_hz``: best
+    guess, also while unvoiced (Hz); ``voicing``: probability 0..1; ``loudness_db``: A-weighted dB."""
+
+    time_s: np.ndarray
+    f0_hz: np.ndarray
+    voicing: np.ndarray
+    loudness_db: np.ndarray
+
+    @property
+    def voiced(self) -> np.ndarray:
+        return self.voicing >= 0.5
+
+
+def a_weighting_sos(sample_rate: float) -> np.ndarray:
+    """IEC 61672 A-weighting as a digital SOS (bilinear transform), 0 dB at 1 kHz."""
+    poles = -2 * np.pi * np.array([20.598997, 20.598997, 107.65265, 737.86223, 12194.217, 12194.217])
+    z, p, k = signal.bilinear_zpk(np.zeros(4), poles, 1.0, sample_rate)
+    sos = signal.zpk2sos(z, p, k)
+    _, h = signal.sosfreqz(sos, worN=[1000.0], fs=sample_rate)
+    sos[0, :3] /= abs(h[0])
+    return sos
+
+
+def pitch_path_sos(sample_rate: float, internal_rate: float) -> np.ndarray:
+    """High-pass (40 Hz) + anti-alias low-pass (0.4 × the internal rate) before decimation."""
+    hp = signal.butter(2, 40.0, "highpass", fs=sample_rate, output="sos")
+    lp = signal.butter(8, 0.4 * internal_rate, "lowpass", fs=sample_rate, output="sos")
+    return np.ascontiguousarray(np.vstack([hp, lp]))
+
+
+class PitchTracker:
+    """Causal f0 / voicing / loudness tracker for mono audio at ``sample_rate`` Hz.
+
+    ``process(block)`` takes float audio of any length and returns the hops
+    completed in it; ``process_into`` is the allocation-free path the node uses.
+    State lives in the object; ``reset()`` clears it.
+    """
+
+    def __init__(self, sample_rate: int, fmin: float = FMIN_HZ, fmax: float = FMAX_HZ,
+                 window_ms: float = WINDOW_MS, **settings):
+        unknown = set(settings) - set(DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown tracker setting(s): {', '.join(sorted(unknown))}")
+        if not 8000 <= sample_rate <= 192000:
+            raise ValueError(f"sample rate {sample_rate} Hz: allowed 8000..192000")
+        if not 30.0 <= fmin < fmax <= 4000.0:
+            raise ValueError(f"fmin {fmin} / fmax {fmax} Hz: allowed 30 <= fmin < fmax <= 4000")
+        self.sample_rate = int(sample_rate)
+        self.settings = DEFAULTS | settings
+        dec = max(1, round(sample_rate / INTERNAL_RATE))
+        low_rate = sample_rate / dec
+        self.hop = dec * max(1, round(HOP_MS * 1e-3 * low_rate))  # input samples
+        win = max(8, round(window_ms * 1e-3 * low_rate))
+        tau_min = max(2, math.floor(low_rate / fmax))
+        tau_max = math.ceil(low_rate / fmin)
+        s = self.settings
+        cfg = np.zeros(K.N_CONFIG, np.float64)
+        cfg[K.C_DEC], cfg[K.C_HOP], cfg[K.C_WIN] = dec, self.hop, win
+        cfg[K.C_TAU_MIN], cfg[K.C_TAU_MAX] = tau_min, tau_max
+        cfg[K.C_THRESH] = s["threshold"]
+        cfg[K.C_V_CENTER], cfg[K.C_V_SLOPE] = s["voicing_center"], s["voicing_slope"]
+        cfg[K.C_V_HYST], cfg[K.C_GATE_DB] = s["voicing_hysteresis"], s["gate_db"]
+        cfg[K.C_OCT_RATIO], cfg[K.C_OCT_MARGIN] = s["octave_ratio"], s["octave_margin"]
+        cfg[K.C_STICK] = s["stick"]
+        cfg[K.C_LOUD_WIN] = win * dec
+        cfg[K.C_SR] = sample_rate
+        self.cfg = cfg
+        self.sos_pitch = pitch_path_sos(sample_rate, low_rate)
+        self.sos_aw = a_weighting_sos(sample_rate)
+        self.z_pitch = np.zeros((self.sos_pitch.shape[0], 2))
+        self.z_aw = np.zeros((self.sos_aw.shape[0], 2))
+        self.lo = np.zeros(2 * (win + tau_max + 8))
+        self.hi = np.zeros(2 * (win * dec + (tau_max + 3) * dec + 8))
+        self.ld = np.zeros(2 * (win * dec + 1))
+        self.d = np.zeros(tau_max + 3)
+        self.c = np.zeros(tau_max + 3)
+        self.r = np.zeros(2 * dec + 4)
+        self.st = np.zeros(K.N_STATE)
+        self.ist = np.zeros(K.N_ISTATE, np.int64)
+        self.delay_s = DELAY_S
+        self._hops = np.zeros((4, 0))
+        self._pub = np.zeros((4, 0))
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all audio heard so far."""
+        for arr in (self.z_pitch, self.z_aw, self.lo, self.hi, self.ld, self.st, self.ist):
+            arr[...] = 0
+        self.st[K.S_LOUD] = K.LOUD_FLOOR_DB
+
+    def buffers(self, max_block: int) -> tuple[np.ndarray, np.ndarray]:
+        """Preallocated (hops, per-sample) outputs for blocks up to ``max_block`` frames."""
+        return np.zeros((4, max_block // self.hop + 2)), np.zeros((4, max_block))
+
+    def process_into(self, block: np.ndarray, hops_out: np.ndarray, pub: np.ndarray) -> int:
+        """Real-time path: fill ``hops_out`` / ``pub`` (see :func:`pitch_kernels.track`); returns hops."""
+        return K.track(block, self.cfg, self.st, self.ist, self.sos_pitch, self.z_pitch,
+                       self.sos_aw, self.z_aw, self.lo, self.hi, self.ld, self.d, self.c, self.r,
+                       hops_out, pub)
+
+    def process(self, block) -> PitchFrames:
+        """Stream one block (float, mono) and return the hops completed in it."""
+        block = np.ascontiguousarray(block, np.float32).reshape(-1)
+        if self._pub.shape[1] < block.shape[0]:
+            self._hops, self._pub = self.buffers(block.shape[0])
+        n = self.process_into(block, self._hops, self._pub)
+        h = self._hops[:, :n]
+        return PitchFrames(h[3] / self.sample_rate - self.delay_s, h[0].copy(), h[1].copy(), h[2].copy())
+
+    def process_file(self, audio: np.ndarray, block: int = 128) -> PitchFrames:
+        """Run a whole mono signal through the streaming path in ``block``-frame pieces."""
+        parts = [self.process(audio[i:i + block]) for i in range(0, len(audio), block)]
+        return PitchFrames(*(np.concatenate(col) for col in zip(*parts)))
+
+
+def hz_to_midi(f0: float) -> float:
+    return 69.0 + 12.0 * math.log2(f0 / 440.0)
+
+
+class PitchListener(Node):
+    """Graph node around :class:`PitchTracker`: mono audio in, pitch controls and events out."""
+
+    OPTIONS = {
+        "fmin": Option(float, default=FMIN_HZ, lo=30.0, hi=1000.0, doc="lowest f0, Hz"),
+        "fmax": Option(float, default=FMAX_HZ, lo=100.0, hi=4000.0, doc="highest f0, Hz"),
+        "events_hz": Option(float, default=0.0, lo=0.0, hi=500.0,
+                            doc="rate of PITCH + LOUDNESS events (OSC /cadenza/pitch), 0 = off"),
+        "midi": Option(bool, default=False, doc="pitch-to-MIDI notes and pitch bend"),
+        "midi_channel": Option(int, default=0, lo=0, hi=15),
+        "bend_range": Option(float, default=2.0, lo=0.5, hi=24.0, doc="pitch bend range, semitones"),
+        "hysteresis": Option(float, default=0.3, lo=0.0, hi=2.0,
+                             doc="semitones beyond the half-step before a new MIDI note starts"),
+        "min_loudness_db": Option(float, default=-60.0, lo=-120.0, hi=0.0,
+                                  doc="no MIDI note starts below this loudness"),
+    }
+
+    def __init__(self, node_id: str, **options):
+        super().__init__(node_id, **options)
+        self.inputs = {"in": 1}
+        self.controls = {
+            "f0_hz": "fundamental frequency, Hz (0 while unvoiced)",
+            "voicing": "voicing probability 0..1 (voiced when >= 0.5)",
+            "loudness_db": "A-weighted loudness, dB re full scale",
+            "f0_held_hz": "last voiced f0, Hz, held through unvoiced stretches",
+        }
+
+    def prepare(self, ctx) -> None:
+        o = self.options
+        self.tracker = PitchTracker(ctx.sample_rate, o["fmin"], o["fmax"])
+        self.hops, self.pub = self.tracker.buffers(ctx.block)
+        self.event_every = (max(1, round(ctx.sample_rate / o["events_hz"] / self.tracker.hop))
+                            if o["events_hz"] > 0 else 0)
+        self.reset()
+
+    def reset(self) -> None:
+        if hasattr(self, "tracker"):
+            self.tracker.reset()
+        self.note = -1  # sounding MIDI note, -1 none
+        self.bend = 0.0  # last bend sent, -1..1
+
+    def process(self, io) -> None:
+        x = io.inputs["in"][0]
+        frames = x.shape[0]
+        n = self.tracker.process_into(x, self.hops, self.pub)
+        p = io.published
+        p["f0_hz"][:] = self.pub[0, :frames]
+        p["voicing"][:] = self.pub[1, :frames]
+        p["loudness_db"][:] = self.pub[2, :frames]
+        p["f0_held_hz"][:] = self.pub[3, :frames]
+        if n == 0 or not (self.event_every or self.options["midi"]):
+            return
+        count = int(self.tracker.ist[K.I_COUNT])
+        for k in range(n):
+            offset = max(0, frames - (count - int(self.hops[3, k])) - 1)
+            f0, v, loud = float(self.hops[0, k]), float(self.hops[1, k]), float(self.hops[2, k])
+            voiced = v >= 0.5
+            if self.event_every and int(self.hops[3, k]) // self.tracker.hop % self.event_every == 0:
+                io.emit(offset, Kind.PITCH, 0, int(voiced), 0, f0 if voiced else 0.0, target=OUTBOUND)
+                io.emit(offset, Kind.LOUDNESS, 0, 0, 0, loud, target=OUTBOUND)
+            if self.options["midi"]:
+                self._midi(io, offset, f0, voiced, loud)
+
+    def _midi(self, io, offset: int, f0: float, voiced: bool, loud: float) -> None:
+        """Pitch-to-MIDI with hysteresis: a note changes only past half a step + ``hysteresis``."""
+        o = self.options
+        ch = o["midi_channel"]
+        if not voiced or loud < o["min_loudness_db"] or f0 <= 0.0:
+            if self.note >= 0:
+                io.emit(offset, Kind.NOTE_OFF, ch, self.note, 0)
+                self.note = -1
+            return
+        m = hz_to_midi(f0)
+        if self.note < 0 or abs(m - self.note) > 0.5 + o["hysteresis"]:
+            if self.note >= 0:
+                io.emit(offset, Kind.NOTE_OFF, ch, self.note, 0)
+            self.note = int(min(max(round(m), 0), 127))
+            velocity = int(min(max(127.0 * (loud + 60.0) / 60.0, 1.0), 127.0))
+            self.bend = 0.0
+            io.emit(offset, Kind.PITCH_BEND, ch, 0, 0, 0.0)
+            io.emit(offset, Kind.NOTE_ON, ch, self.note, velocity)
+        bend = min(max((m - self.note) / o["bend_range"], -1.0), 1.0)
+        if abs(bend - self.bend) * o["bend_range"] >= 0.02:
+            self.bend = bend
+            io.emit(offset, Kind.PITCH_BEND, ch, 0, 0, bend)

@@ -1,0 +1,279 @@
+"""Numba kernels of the streaming pitch and loudness tracker.
+
+One kernel call consumes a block of mono input samples of any length. Per
+input sample it runs
+
+- the pitch path: a high-pass + anti-alias low-pass (one SOS cascade), then
+  decimation by ``dec`` into a low-rate history;
+- the loudness path: an A-weighting filter (SOS), squared into a history.
+
+Every ``hop`` input samples it analyses the newest window (no lookahead):
+
+1. the YIN difference function d(tau) at the low rate over ``W`` samples,
+   its cumulative-mean-normalised form c(tau) (CMNDF);
+2. a candidate dip: the first local minimum of c below ``threshold`` (else
+   the global minimum), then the octave guard: the dips near tau/2 and 2 tau
+   are compared with the pick and with the previous voiced pitch;
+3. a refinement at the full rate (difference function on a few lags around
+   the low-rate pick, parabolic interpolation);
+4. voicing probability from the dip depth and the window level;
+5. A-weighted mean-square loudness over the same window duration, in dB.
+
+Histories are "double-written" rings: each sample is stored at ``i`` and
+``i + N``, so the newest ``N`` samples are always contiguous. Per-hop cost is
+fixed by the window and lag range, never by how long the tracker has run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# --- configuration vector (float64), indices -------------------------------------------
+C_DEC = 0  # decimation factor, input samples per low-rate sample
+C_HOP = 1  # hop, input samples
+C_WIN = 2  # pitch window, low-rate samples
+C_TAU_MIN = 3  # shortest period searched, low-rate samples (fmax)
+C_TAU_MAX = 4  # longest period searched, low-rate samples (fmin)
+C_THRESH = 5  # CMNDF first-dip threshold
+C_V_CENTER = 6  # CMNDF value at which the voicing probability is 0.5
+C_V_SLOPE = 7  # CMNDF units per e-fold of the voicing odds
+C_V_HYST = 8  # added to C_V_CENTER while voiced (hysteresis)
+C_GATE_DB = 9  # window level (dBFS, mean square) below which the input counts as silence
+C_OCT_RATIO = 10  # a dip at 2 tau (an octave down) wins when c(2 tau) < c(tau) * C_OCT_RATIO ...
+C_OCT_MARGIN = 11  # ... and c(2 tau) < c(tau) - C_OCT_MARGIN
+C_STICK = 12  # CMNDF bonus of a dip within a semitone of the previous voiced period
+C_LOUD_WIN = 13  # loudness window, input samples
+C_SR = 14  # input sample rate, Hz
+N_CONFIG = 15
+
+# --- float state vector, indices --------------------------------------------------------
+S_F0 = 0  # latest f0 estimate, Hz (best guess, also while unvoiced)
+S_VOICING = 1  # latest voicing probability 0..1
+S_LOUD = 2  # latest loudness, dB
+S_PREV_TAU = 3  # previous voiced period, input samples (0: none)
+S_HELD = 4  # latest voiced f0, Hz, held through unvoiced hops (0 before the first)
+N_STATE = 5
+
+# --- int state vector, indices ----------------------------------------------------------
+I_COUNT = 0  # input samples consumed since reset
+I_LO_POS = 1  # write position in the low-rate ring
+I_HI_POS = 2  # write position in the full-rate ring
+I_LD_POS = 3  # write position in the loudness ring
+I_HOPS = 4  # hops analysed since reset
+N_ISTATE = 5
+
+LOUD_FLOOR_DB = -120.0
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _biquads(sos, zi, x):
+    """One sample through an SOS cascade (transposed direct form II)."""
+    for s in range(sos.shape[0]):
+        y = sos[s, 0] * x + zi[s, 0]
+        zi[s, 0] = sos[s, 1] * x - sos[s, 4] * y + zi[s, 1]
+        zi[s, 1] = sos[s, 2] * x - sos[s, 5] * y
+        x = y
+    return x
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _push(ring, pos, value):
+    """Write ``value`` at ``pos`` and ``pos + N`` of a double-written ring; returns the next pos."""
+    n = ring.shape[0] // 2
+    ring[pos] = value
+    ring[pos + n] = value
+    pos += 1
+    return 0 if pos == n else pos
+
+
+@njit(nogil=True, cache=True, fastmath=True)
+def _sq_diff(x, base, n, tau):
+    """Sum over j < n of (x[base + j] - x[base + j - tau])**2 (vectorised: fastmath)."""
+    acc = 0.0
+    for j in range(n):
+        diff = x[base + j] - x[base + j - tau]
+        acc += diff * diff
+    return acc
+
+
+@njit(nogil=True, cache=True)
+def _local_min_near(c, lo_bound, hi_bound, tau_max):
+    """The lowest CMNDF value and its lag within ``[lo_bound, hi_bound]``, clipped to 2..tau_max."""
+    lo = max(int(lo_bound), 2)
+    hi = min(int(hi_bound), tau_max)
+    best = 1e9
+    best_tau = -1
+    for t in range(lo, hi + 1):
+        if c[t] < best:
+            best = c[t]
+            best_tau = t
+    return best, best_tau
+
+
+@njit(nogil=True, cache=True)
+def _dip(c, t):
+    """Depth of the CMNDF dip at lag ``t``, refined between lags by a parabola (>= 0)."""
+    y0, y1, y2 = c[t - 1], c[t], c[t + 1]
+    off = _parabola(y0, y1, y2)
+    return max(y1 - 0.25 * (y0 - y2) * off, 0.0)
+
+
+@njit(nogil=True, cache=True)
+def _octave_guard(c, pick, tau_max, ratio, margin):
+    """Move ``pick`` to twice its lag while that dip is clearly deeper.
+
+    A weak fundamental or strong even harmonics leave a shallow dip at T/2;
+    the true period T then has a much deeper one.
+    """
+    while 2 * pick - 2 <= tau_max:
+        v2, t2 = _local_min_near(c, 2 * pick - 2, 2 * pick + 2, tau_max)
+        v1 = _dip(c, pick)
+        v2 = _dip(c, t2) if t2 > 0 else 1e9
+        if v2 < v1 * ratio and v2 < v1 - margin:
+            pick = t2
+        else:
+            break
+    return pick
+
+
+@njit(nogil=True, cache=True)
+def _parabola(y0, y1, y2):
+    """Offset of the vertex of the parabola through (-1, y0), (0, y1), (1, y2), within ±1."""
+    den = y0 - 2.0 * y1 + y2
+    if den <= 0.0:
+        return 0.0
+    off = 0.5 * (y0 - y2) / den
+    return min(max(off, -1.0), 1.0)
+
+
+@njit(nogil=True, cache=True)
+def _analyse(cfg, st, lo, lo_end, hi, hi_end, ld, ld_end, d, c, r):
+    """One hop: update st[S_F0], st[S_VOICING], st[S_LOUD] from the newest window."""
+    dec = int(cfg[C_DEC])
+    win = int(cfg[C_WIN])
+    tau_min = int(cfg[C_TAU_MIN])
+    tau_max = int(cfg[C_TAU_MAX])
+    base = lo_end - win
+    # level of the window (low-rate signal, mean square)
+    energy = 0.0
+    for j in range(win):
+        energy += lo[base + j] * lo[base + j]
+    level_db = 10.0 * math.log10(energy / win + 1e-20)
+    # YIN difference and CMNDF
+    c[0] = 1.0
+    running = 0.0
+    for tau in range(1, tau_max + 2):
+        acc = _sq_diff(lo, base, win, tau)
+        d[tau] = acc
+        running += acc
+        c[tau] = acc * tau / running if running > 0.0 else 1.0
+    # candidate: first local minimum under the threshold, else the global minimum
+    thresh = cfg[C_THRESH]
+    pick = -1
+    gbest = 1e9
+    gtau = tau_min
+    for tau in range(tau_min, tau_max + 1):
+        if c[tau] < gbest:
+            gbest = c[tau]
+            gtau = tau
+        if pick < 0 and c[tau] < thresh:
+            t = tau
+            while t < tau_max and c[t + 1] < c[t]:
+                t += 1
+            pick = t
+    if pick < 0:
+        pick = gtau
+    pick = _octave_guard(c, pick, tau_max, cfg[C_OCT_RATIO], cfg[C_OCT_MARGIN])
+    # continuity: stay with the previous voiced period when its dip is nearly as deep
+    prev = st[S_PREV_TAU] / dec
+    if prev > 0.0:
+        vp, tp = _local_min_near(c, prev * 0.944, prev * 1.059 + 1.0, tau_max)
+        if tp >= tau_min and c[tp - 1] >= vp and c[tp + 1] >= vp \
+                and _dip(c, tp) < _dip(c, pick) + cfg[C_STICK]:
+            pick = _octave_guard(c, tp, tau_max, cfg[C_OCT_RATIO], cfg[C_OCT_MARGIN])
+    depth = _dip(c, pick)
+    # refine at the full rate around the low-rate pick
+    off = _parabola(c[pick - 1], c[pick], c[pick + 1]) if pick > 1 else 0.0
+    centre = (pick + off) * dec
+    hwin = win * dec
+    hbase = hi_end - hwin
+    t_lo = max(int(centre) - dec, 2)
+    n_r = min(2 * dec + 4, r.shape[0])
+    for k in range(n_r):  # lags t_lo - 1 ... t_lo + n_r - 2
+        tau = t_lo - 1 + k
+        r[k] = _sq_diff(hi, hbase, hwin, tau)
+    kb = 1
+    for k in range(2, n_r - 1):
+        if r[k] < r[kb]:
+            kb = k
+    period = t_lo - 1 + kb + _parabola(r[kb - 1], r[kb], r[kb + 1])
+    f0 = cfg[C_SR] / period if period > 0.0 else 0.0
+    # voicing probability: dip depth with hysteresis, gated by level
+    centre_v = cfg[C_V_CENTER] + (cfg[C_V_HYST] if st[S_VOICING] >= 0.5 else 0.0)
+    z = (centre_v - depth) / cfg[C_V_SLOPE]
+    z = min(max(z, -30.0), 30.0)
+    p = 1.0 / (1.0 + math.exp(-z))
+    g = (level_db - cfg[C_GATE_DB]) / 3.0
+    g = min(max(g, -30.0), 30.0)
+    p *= 1.0 / (1.0 + math.exp(-g))
+    if not (f0 > 0.0) or not math.isfinite(f0):
+        f0 = st[S_F0]
+        p = 0.0
+    st[S_F0] = f0
+    st[S_VOICING] = p
+    st[S_PREV_TAU] = period if p >= 0.5 else 0.0
+    if p >= 0.5:
+        st[S_HELD] = f0
+    # A-weighted loudness over the loudness window
+    lw = int(cfg[C_LOUD_WIN])
+    ms = 0.0
+    for j in range(ld_end - lw, ld_end):
+        ms += ld[j]
+    ms /= lw
+    st[S_LOUD] = max(10.0 * math.log10(ms + 1e-30), LOUD_FLOOR_DB)
+
+
+@njit(nogil=True, cache=True)
+def track(x, cfg, st, ist, sos_pitch, z_pitch, sos_aw, z_aw, lo, hi, ld, d, c, r, hops_out, pub):
+    """Consume the block ``x`` (float32, mono); returns the number of hops analysed in it.
+
+    Per analysed hop k, ``hops_out[:, k]`` = (f0 Hz best guess, voicing
+    probability, loudness dB, input samples consumed since reset when it was
+    emitted). ``pub`` (4, >= len(x)) receives per-sample values held from the
+    latest hop: f0 Hz (0 while unvoiced), voicing, loudness dB, held f0 Hz.
+    """
+    dec = int(cfg[C_DEC])
+    hop = int(cfg[C_HOP])
+    n_lo = lo.shape[0] // 2
+    n_hi = hi.shape[0] // 2
+    n_ld = ld.shape[0] // 2
+    hops = 0
+    for i in range(x.shape[0]):
+        s = float(x[i])
+        if not math.isfinite(s):
+            s = 0.0
+        ist[I_COUNT] += 1
+        ist[I_HI_POS] = _push(hi, ist[I_HI_POS], s)
+        a = _biquads(sos_aw, z_aw, s)
+        ist[I_LD_POS] = _push(ld, ist[I_LD_POS], a * a)
+        y = _biquads(sos_pitch, z_pitch, s)
+        if ist[I_COUNT] % dec == 0:
+            ist[I_LO_POS] = _push(lo, ist[I_LO_POS], y)
+        if ist[I_COUNT] % hop == 0:
+            _analyse(cfg, st, lo, ist[I_LO_POS] + n_lo, hi, ist[I_HI_POS] + n_hi,
+                     ld, ist[I_LD_POS] + n_ld, d, c, r)
+            if hops < hops_out.shape[1]:
+                hops_out[0, hops] = st[S_F0]
+                hops_out[1, hops] = st[S_VOICING]
+                hops_out[2, hops] = st[S_LOUD]
+                hops_out[3, hops] = ist[I_COUNT]
+                hops += 1
+            ist[I_HOPS] += 1
+        pub[0, i] = st[S_F0] if st[S_VOICING] >= 0.5 else 0.0
+        pub[1, i] = st[S_VOICING]
+        pub[2, i] = st[S_LOUD]
+        pub[3, i] = st[S_HELD]
+    return hops

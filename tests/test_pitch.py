@@ -1,0 +1,145 @@
+"""The streaming pitch listener: accuracy on known signals, octave traps, voicing, graph and CLI paths."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from engine.cli import main
+from engine.engine import Engine
+from engine.events import Kind
+from engine.patch import parse_patch
+from instruments.pitch import DELAY_S, PitchTracker
+
+SR = 48000
+
+
+def harmonic(f0, seconds=0.6, sr=SR, amps=None, level=0.3):
+    """A harmonic tone at ``f0`` Hz (scalar or per-sample array) with harmonic amplitudes ``amps``."""
+    n = int(seconds * sr)
+    f = np.broadcast_to(np.asarray(f0, float), (n,))
+    phase = 2 * np.pi * np.cumsum(f) / sr
+    amps = [1.0 / h for h in range(1, 9)] if amps is None else amps
+    x = sum(a * np.sin(h * phase) for h, a in enumerate(amps, 1) if np.all(h * f < sr / 2))
+    return (level * x / np.max(np.abs(x))).astype(np.float32)
+
+
+def steady(frames, start=0.15):
+    keep = frames.time_s > start
+    return frames.f0_hz[keep], frames.voicing[keep]
+
+
+@pytest.mark.parametrize("f0", [62.0, 98.0, 220.0, 523.25, 1046.5, 1480.0])
+@pytest.mark.parametrize("sr", [44100, 48000])
+def test_known_pitch_within_10_cents(f0, sr):
+    frames = PitchTracker(sr).process_file(harmonic(f0, sr=sr))
+    est, voicing = steady(frames)
+    cents = 1200 * np.log2(est / f0)
+    assert np.all(voicing >= 0.5)
+    assert np.max(np.abs(cents)) < 10.0
+
+
+def test_weak_fundamental_stays_at_the_right_octave():
+    # fundamental 40 dB down, even harmonics strong: the classic octave-up trap
+    amps = [0.01, 1.0, 0.15, 0.8, 0.1, 0.5, 0.05, 0.3]
+    for f0 in (110.0, 196.0, 330.0):
+        est, voicing = steady(PitchTracker(SR).process_file(harmonic(f0, amps=amps)))
+        cents = 1200 * np.log2(est[voicing >= 0.5] / f0)
+        assert np.mean(np.abs(cents) < 50) > 0.98, f0
+
+
+def test_vibrato_is_followed():
+    t = np.arange(int(0.8 * SR)) / SR
+    f = 300.0 * 2 ** (0.5 / 12 * np.sin(2 * np.pi * 5.5 * t))
+    frames = PitchTracker(SR).process_file(harmonic(f, seconds=0.8))
+    truth = np.interp(frames.time_s, t, f)
+    keep = frames.time_s > 0.1
+    assert np.max(np.abs(1200 * np.log2(frames.f0_hz[keep] / truth[keep]))) < 25.0
+
+
+def test_silence_and_noise_are_unvoiced_and_never_nan():
+    rng = np.random.default_rng(1)
+    for x in (np.zeros(SR, np.float32), (0.2 * rng.standard_normal(SR)).astype(np.float32),
+              (1e-7 * rng.standard_normal(SR)).astype(np.float32)):
+        frames = PitchTracker(SR).process_file(x)
+        assert np.mean(frames.voiced) < 0.02
+        assert np.all(np.isfinite(np.stack(frames)))
+    frames = PitchTracker(SR).process_file(np.full(4800, np.nan, np.float32))
+    assert np.all(np.isfinite(np.stack(frames)))
+
+
+def test_loudness_tracks_level():
+    quiet = PitchTracker(SR).process_file(harmonic(440.0, level=0.01)).loudness_db[-1]
+    loud = PitchTracker(SR).process_file(harmonic(440.0, level=0.1)).loudness_db[-1]
+    assert loud - quiet == pytest.approx(20.0, abs=0.5)
+
+
+def test_streaming_blocks_agree_exactly():
+    x = harmonic(200.0, seconds=0.5) + harmonic(310.0, seconds=0.5, level=0.05)
+    one = PitchTracker(SR).process_file(x, block=len(x))
+    rng = np.random.default_rng(0)
+    tracker = PitchTracker(SR)
+    parts, i = [], 0
+    while i < len(x):
+        n = int(rng.integers(1, 300))
+        parts.append(tracker.process(x[i:i + n]))
+        i += n
+    many = [np.concatenate(col) for col in zip(*parts)]
+    for a, b in zip(one, many):
+        np.testing.assert_array_equal(a, b)
+
+
+PATCH = """
+[audio]
+inputs = 1
+block = {block}
+[[node]]
+id = "pitch"
+type = "pitch"
+input = ["adc"]
+events_hz = 100.0
+midi = true
+"""
+
+
+@pytest.mark.parametrize("block", [64, 128])
+def test_node_in_graph_matches_file_path_and_emits_events(block):
+    x = np.concatenate([np.zeros(4800, np.float32), harmonic(220.0, seconds=0.4), np.zeros(9600, np.float32)])
+    engine = Engine(parse_patch(PATCH.format(block=block), "t.toml"), SR, block)
+    f0_ctl = []
+    for i in range(0, len(x) - block + 1, block):
+        engine.process(x[None, i:i + block])
+        f0_ctl.append(engine.graph.controls["pitch.f0_hz"].copy())
+    f0_ctl = np.concatenate(f0_ctl)
+    tracker = PitchTracker(SR)
+    frames = tracker.process_file(x[:len(f0_ctl)])
+    # the control at each hop's emission sample equals the file path's row
+    emitted = np.round((frames.time_s + DELAY_S) * SR).astype(int) - 1
+    np.testing.assert_array_equal(f0_ctl[emitted], np.where(frames.voiced, frames.f0_hz, 0.0).astype(np.float32))
+    events = engine.outbound.pop_all()
+    kinds = events["kind"]
+    assert np.count_nonzero(kinds == Kind.NOTE_ON) == 1
+    assert np.count_nonzero(kinds == Kind.NOTE_OFF) == 1
+    assert events["a"][kinds == Kind.NOTE_ON][0] == 57  # A3
+    pitch = events[kinds == Kind.PITCH]
+    assert abs(len(pitch) - len(f0_ctl) / SR * 100) <= 1  # 100 per second
+    assert np.count_nonzero(kinds == Kind.LOUDNESS) == len(pitch)
+    voiced = pitch[pitch["a"] == 1]
+    assert np.all(np.abs(1200 * np.log2(voiced["value"] / 220.0)) < 10)
+
+
+def test_cli_json_rows(tmp_path, capsys):
+    import soundfile as sf
+
+    path = tmp_path / "a.wav"
+    sf.write(path, harmonic(330.0, seconds=0.5), SR)
+    assert main(["pitch", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["delay_s"] == DELAY_S
+    t = np.array(out["time_s"])
+    assert t[0] >= 0.0 and np.allclose(np.diff(t), out["hop_s"])
+    f0 = np.array(out["f0_hz"])[t > 0.1]
+    assert np.all(np.abs(1200 * np.log2(f0 / 330.0)) < 10)
+    assert main(["pitch", str(tmp_path / "missing.wav")]) == 2
