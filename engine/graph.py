@@ -93,7 +93,7 @@ class Graph:
         deps: dict[str, set[str]] = {n.id: set() for n in built}
         for n in built:
             spec = specs[n.id]
-            for src in spec.inputs if isinstance(spec.inputs, list) else sum(spec.inputs.values(), []):
+            for src in spec.sources():
                 src_id = src.split(":")[0]
                 if src_id != "adc":
                     deps[n.id].add(src_id)

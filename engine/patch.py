@@ -74,6 +74,10 @@ class NodeSpec:
     notes_to: str = ""
     cls: type | None = None
 
+    def sources(self) -> list[str]:
+        """Every audio source this node reads, whatever port it feeds."""
+        return self.inputs if isinstance(self.inputs, list) else sum(self.inputs.values(), [])
+
 
 @dataclass
 class Patch:
@@ -137,7 +141,7 @@ def parse_patch(text: str, path: Path) -> Patch:
         nodes.append(_parse_node(raw, i, where, seen))
     ids = {n.id for n in nodes}
     for i, spec in enumerate(nodes):
-        for src in spec.inputs if isinstance(spec.inputs, list) else sum(spec.inputs.values(), []):
+        for src in spec.sources():
             src_id = src.split(":")[0]
             if src_id != "adc" and src_id not in ids:
                 where.fail(f"node.{spec.id}.input", i, src, "'adc' or a node id: " + ", ".join(sorted(ids)))
