@@ -73,27 +73,40 @@ def render(patch_name, out: Path, midi: Path | None = None, input_wav: Path | No
 
 
 def play(patch_name, backend: str | None, seconds: float | None, record: Path | None,
-         script=None, status: bool = True, **live_options) -> Path | None:
-    """Play a patch live. ``script(engine)`` may schedule events before the audio starts."""
+         script=None, status: bool = True, control=None, sample_rate: int | None = None,
+         block: int | None = None, **live_options) -> Path | None:
+    """Play a patch live. ``script(engine)`` may schedule events before the audio starts.
+
+    ``control``: a ``ControlOptions`` for the OSC / MIDI layer (default: as the patch says).
+    On JACK the engine runs at the server's rate and period unless told otherwise.
+    """
     from engine.audio_io import write_wav
     from engine.backends import backend_class, pick_live_backend
+    from engine.control import ControlLayer, realtime_mode
 
-    engine = build_engine(patch_name)
     name = backend or pick_live_backend()
+    cls = backend_class(name)
+    if hasattr(cls, "server_format") and (sample_rate is None or block is None):
+        server_rate, period = cls.server_format()
+        sample_rate, block = sample_rate or server_rate, block or period
+    engine = build_engine(patch_name, sample_rate, block)
+    live = None
     try:
-        live = backend_class(name)(engine, **live_options)
+        live = cls(engine, **live_options)
         if script is not None:
             script(engine)
         print(f"cadenza: playing {engine.patch.name} on {name} at {engine.sample_rate} Hz, "
               f"{engine.block} frames ({engine.period_s * 1e3:.2f} ms)"
               + ("" if seconds else " — Ctrl-C stops"), file=sys.stderr)
+        layer = ControlLayer(engine, live, control)
 
         def tick() -> None:
             if status:
                 print("\r" + engine.status_line(), end="", file=sys.stderr, flush=True)
 
         try:
-            live.run(seconds, on_tick=tick)
+            with realtime_mode(), layer:
+                live.run(seconds, on_tick=tick)
         except KeyboardInterrupt:
             pass
         finally:
@@ -103,8 +116,12 @@ def play(patch_name, backend: str | None, seconds: float | None, record: Path | 
             write_wav(record, live.recording(), engine.sample_rate)
             print(f"cadenza: recorded {live.recording().shape[1] / engine.sample_rate:.1f} s to {record}",
                   file=sys.stderr)
+        if layer.log.counts:
+            print(f"cadenza: problems seen: {layer.log.summary()}", file=sys.stderr)
         return record
     finally:
+        if live is not None and hasattr(live, "close"):
+            live.close()
         engine.close()
 
 
@@ -123,7 +140,16 @@ def cmd_render(args) -> int:
 
 
 def cmd_play(args) -> int:
-    play(args.patch, args.backend, args.seconds, args.record)
+    from engine.control import ControlOptions
+
+    control = ControlOptions(osc=not args.no_osc, osc_host=args.osc_host, osc_port=args.osc_port,
+                             osc_send=args.osc_send, midi=not args.no_midi, midi_in=args.midi_in,
+                             midi_out=args.midi_out, clock_out=True if args.midi_clock else None)
+    options = {"connect": args.connect} if args.connect else {}
+    if args.device is not None:
+        options["device"] = args.device
+    play(args.patch, args.backend, args.seconds, args.record, status=not args.quiet, control=control,
+         sample_rate=args.rate, block=args.block, **options)
     return 0
 
 
@@ -156,6 +182,20 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["jack", "portaudio", "null"], help="default: what exists")
     p.add_argument("--record", type=Path, help="keep a WAV of the performance")
     p.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    p.add_argument("--rate", type=int, help="sample rate, Hz (default: JACK's, else the patch's)")
+    p.add_argument("--block", type=int, help="block size, frames (default: JACK's period, else the patch's)")
+    p.add_argument("--osc-host", help="OSC listen address (default 127.0.0.1; 0.0.0.0 opens it to the network)")
+    p.add_argument("--osc-port", type=int, help="OSC listen port (default: the patch's, 8000)")
+    p.add_argument("--osc-send", action="append", default=[], metavar="HOST:PORT",
+                   help="another OSC target for outgoing events (repeatable)")
+    p.add_argument("--no-osc", action="store_true", help="open no OSC socket")
+    p.add_argument("--midi-in", help="MIDI input port name substring (JACK: ports connected to cadenza:midi_in)")
+    p.add_argument("--midi-out", help="MIDI output port name substring")
+    p.add_argument("--midi-clock", action="store_true", help="send MIDI clock (24 ppqn) and Start/Stop")
+    p.add_argument("--no-midi", action="store_true", help="open no MIDI ports")
+    p.add_argument("--connect", help="JACK: 'system' (default), 'none' or a port-name substring for the audio")
+    p.add_argument("--device", help="PortAudio: output device name substring or index")
+    p.add_argument("--quiet", action="store_true", help="no live status line")
     p.set_defaults(func=cmd_play)
 
     p = sub.add_parser("demo", help="play a scripted performance through the default patch")

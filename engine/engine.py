@@ -91,16 +91,22 @@ class Engine:
     def node_index(self, node_id: str) -> int:
         return self.graph.index[node_id]
 
-    def process(self, adc: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
-        """Run one block. ``adc``: (channels, frames) input or None. Returns (2, frames)."""
+    def process(self, adc: np.ndarray | None = None, out: np.ndarray | None = None,
+                start_time: float | None = None) -> np.ndarray:
+        """Run one block. ``adc``: (channels, frames) input or None. Returns (2, frames).
+
+        ``start_time``: when the block's first frame is due, in ``time.monotonic()``
+        seconds, if the backend knows it better than "now" (JACK's filtered cycle
+        time); ``now()`` and so every stamp are anchored to it.
+        """
         t0 = time.perf_counter_ns()
         if self._next_graph is not None:
             self.retired.append(self.graph)
             self.graph, self._next_graph = self._next_graph, None
         graph = self.graph
         start = self.clock.sample_time
-        self._anchor[0] = start
-        self._anchor[1] = time.monotonic()
+        # one numpy store, so a control thread never reads a half-updated anchor
+        self._anchor[:] = (start, time.monotonic() if start_time is None else start_time)
         for ring in self.rings:
             self.stats.events_in += len(ring)
             self.scheduler.add_from(ring)
@@ -148,7 +154,7 @@ class Engine:
         peak = self.graph.safety.take_peak()
         peak_db = 20 * np.log10(peak) if peak > 0 else -np.inf
         return (f"load {s.load_last * 100:5.1f}% (max {s.load_max * 100:5.1f}%)  xruns {s.xruns}  "
-                f"late {s.deadline_misses}  events in {s.events_in} out {s.events_out}  "
+                f"late {s.deadline_misses}  events in {s.events_in} out {s.events_out}  errors {s.errors}  "
                 f"peak {peak_db:6.1f} dBFS  bar {self.clock.bar + 1} beat {self.clock.beat_in_bar + 1:4.2f} "
                 f"@ {self.clock.bpm:5.1f} bpm")
 

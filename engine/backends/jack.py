@@ -1,0 +1,297 @@
+"""The ``jack`` backend: audio and JACK MIDI in one process callback (JACK-Client).
+
+Client ``cadenza`` with ports ``in_1``..``in_N``, ``out_L``, ``out_R``,
+``midi_in``, ``midi_out``. Incoming JACK MIDI is applied at its frame offset
+inside the same callback, so it is sample-accurate; the engine's notes and
+MIDI clock (24 ppqn) leave through ``midi_out`` at their frame offsets too.
+The engine's clock is anchored to JACK's filtered cycle start time, so OSC
+timetags land on the right sample. Xruns come from JACK's xrun callback. If
+the server dies, ``run()`` returns and what was played so far is kept.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import threading
+import time
+
+import numpy as np
+
+from engine.backends import BackendError
+from engine.backends.live import Recorder, prime, wait
+from engine.control.midiparse import MidiParser, event_bytes
+from engine.engine import Engine
+from engine.events import Scheduler
+
+CLIENT_NAME = "cadenza"
+_ECHO_KINDS = (1, 2, 3, 4, 5)  # note on/off, CC, pitch bend, program: what MIDI out carries
+
+
+def _jack():
+    try:
+        import jack
+    except (ImportError, OSError) as exc:
+        raise BackendError(f"backend 'jack' needs JACK-Client and libjack ({exc})") from None
+    return jack
+
+
+class _CycleClock:
+    """JACK's filtered start time of the current cycle, as ``time.monotonic()`` seconds."""
+
+    def __init__(self, jack, client):
+        lib = ctypes.CDLL(ctypes.util.find_library("jack") or "libjack.so.0")
+        self._get = lib.jack_get_cycle_times
+        self._get.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint64),
+                              ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_float)]
+        self._ptr = int(jack._ffi.cast("uintptr_t", client._ptr))
+        self._frames, self._usecs = ctypes.c_uint32(), ctypes.c_uint64()
+        self._next, self._period = ctypes.c_uint64(), ctypes.c_float()
+        self._args = [ctypes.byref(x) for x in (self._frames, self._usecs, self._next, self._period)]
+
+    def start_time(self) -> float | None:
+        """Monotonic seconds at which the current cycle's first frame is due (None if unknown)."""
+        if self._get(self._ptr, *self._args) != 0:
+            return None
+        # JACK's clock is CLOCK_MONOTONIC_RAW in microseconds; move it onto time.monotonic()
+        offset = time.monotonic() - time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
+        return self._usecs.value * 1e-6 + offset
+
+
+class JackBackend:
+    """Plays ``engine`` as JACK client ``cadenza``.
+
+    ``connect``: where ``out_L``/``out_R`` (and the inputs) go: ``"system"`` (the
+    physical ports), a port-name substring, or ``"none"``.
+    """
+
+    name = "jack"
+    midi_ports = True  # MIDI is served in the callback; the control layer only names connections
+
+    @staticmethod
+    def available() -> bool:
+        """True when a JACK server is running (one is never started from here)."""
+        try:
+            jack = _jack()
+            jack.set_error_function(lambda msg: None)
+            client = jack.Client(f"{CLIENT_NAME}-probe", no_start_server=True)
+            client.close()
+            return True
+        except Exception:
+            return False
+        finally:
+            try:
+                jack.set_error_function()
+            except Exception:
+                pass
+
+    @staticmethod
+    def server_format() -> tuple[int, int]:
+        """(sample rate Hz, period frames) of the running server."""
+        jack = _jack()
+        try:
+            client = jack.Client(f"{CLIENT_NAME}-probe", no_start_server=True)
+        except jack.JackOpenError:
+            raise BackendError("no JACK server is running (start one, e.g. `jackd -d alsa` or qjackctl)") from None
+        try:
+            return client.samplerate, client.blocksize
+        finally:
+            client.close()
+
+    def __init__(self, engine: Engine, record: bool = True, connect: str = "system",
+                 client_name: str = CLIENT_NAME):
+        jack = _jack()
+        self.engine = engine
+        self.connect = connect
+        try:
+            self.client = jack.Client(client_name, no_start_server=True)
+        except jack.JackOpenError:
+            raise BackendError("no JACK server is running (start one, e.g. `jackd -d alsa` or qjackctl)") from None
+        client = self.client
+        if client.samplerate != engine.sample_rate:
+            client.close()
+            raise BackendError(f"JACK runs at {client.samplerate} Hz, the patch at {engine.sample_rate} Hz: "
+                               f"play with --rate {client.samplerate} or restart jackd with -r {engine.sample_rate}")
+        if client.blocksize % engine.block:
+            client.close()
+            raise BackendError(f"JACK's period is {client.blocksize} frames, the engine block {engine.block}: "
+                               f"play with --block {client.blocksize}")
+        n_in = engine.graph.adc.shape[0]
+        self.inports = [client.inports.register(f"in_{i + 1}") for i in range(n_in)]
+        self.outports = [client.outports.register(p) for p in ("out_L", "out_R")]
+        self.midi_in = client.midi_inports.register("midi_in")
+        self.midi_out = client.midi_outports.register("midi_out")
+        self.parser = MidiParser()
+        self.ring = engine.input_ring()
+        self.midi_clock = None  # set by the control layer when clock out is on
+        self.log = None  # set by the control layer
+        self._adc = np.zeros((n_in, engine.block), np.float32)
+        self._out_pending = Scheduler(1024)  # outbound MIDI not due in this cycle yet
+        self._cycle = _CycleClock(jack, client)
+        self.recorder = Recorder() if record else None
+        self.first_frame: int | None = None  # JACK frame time of the engine's sample 0
+        self.dead: str | None = None
+        self.midi_sources_gone = 0
+        self._reset_parser = False
+        self._want_midi: tuple[str | None, str | None] = (None, None)
+        self._stop = threading.Event()
+        client.set_process_callback(self._process)
+        client.set_xrun_callback(self._xrun)
+        client.set_shutdown_callback(self._shutdown)
+        client.set_port_connect_callback(self._port_connect)
+
+    # -- callbacks (JACK threads) ----------------------------------------------------------
+
+    def _process(self, frames: int) -> None:
+        engine = self.engine
+        block = engine.block
+        clock = engine.clock
+        start = clock.sample_time
+        if self.first_frame is None:
+            self.first_frame = self.client.last_frame_time
+        if self._reset_parser:
+            self._reset_parser = False
+            self.parser.reset()
+        midi_map = engine.midi_map
+        push = self.ring.push
+        for offset, data in self.midi_in.incoming_midi_events():
+            for status, d1, d2 in self.parser.feed(data):
+                for kind, target, ch, a, b, value in midi_map.events(status, d1, d2):
+                    push(start + offset, kind, target, ch, a, b, value)
+        beat0, bps = clock.beat, clock.beats_per_sample()
+        t0 = self._cycle.start_time()
+        ins = [p.get_array() for p in self.inports]
+        outs = [p.get_array() for p in self.outports]
+        head0 = int(engine.outbound._head[0])  # we are the outbound ring's producer: peek what we add
+        for k in range(frames // block):
+            lo, hi = k * block, (k + 1) * block
+            for c, buf in enumerate(ins):
+                self._adc[c] = buf[lo:hi]
+            out = engine.process(self._adc, start_time=None if t0 is None else t0 + lo / engine.sample_rate)
+            outs[0][lo:hi] = out[0]
+            outs[1][lo:hi] = out[1]
+            if self.recorder is not None:
+                self.recorder.write(out)
+        self._write_midi_out(start, frames, head0, beat0, bps)
+
+    def _write_midi_out(self, start: int, frames: int, head0: int, beat0: float, bps: float) -> None:
+        port = self.midi_out
+        port.clear_buffer()
+        outbound = self.engine.outbound
+        head1 = int(outbound._head[0])
+        for i in range(head0, head1):
+            ev = outbound.buf[i & outbound._mask]
+            if ev["kind"] in _ECHO_KINDS:
+                self._out_pending.add(*ev.tolist())
+        messages = []
+        if self.midi_clock is not None:
+            messages = [(off, bytes((status,))) for off, status in self.midi_clock.block(beat0, bps, frames)]
+        n = self._out_pending.take(start + frames)
+        for ev in self._out_pending.due[:n]:
+            msg = event_bytes(int(ev["kind"]), int(ev["channel"]), int(ev["a"]), int(ev["b"]), float(ev["value"]))
+            messages.append((min(max(int(ev["time"]) - start, 0), frames - 1), msg))
+        messages.sort(key=lambda m: m[0])
+        for offset, msg in messages:
+            port.write_midi_event(offset, msg)
+
+    def _xrun(self, delay_usecs: float) -> None:
+        self.engine.stats.xruns += 1
+
+    def _shutdown(self, status, reason: str) -> None:
+        self.dead = reason or "the JACK server shut down"
+        self._stop.set()
+
+    def _port_connect(self, a, b, connected: bool) -> None:
+        if not connected and b.name == self.midi_in.name:
+            self.midi_sources_gone += 1
+            self._reset_parser = True
+
+    # -- control side ------------------------------------------------------------------------
+
+    def connect_midi(self, midi_in: str | None, midi_out: str | None) -> list[str]:
+        """Remember which JACK MIDI ports to connect once running (port-name substrings)."""
+        self._want_midi = (midi_in or None, midi_out or None)
+        return []
+
+    def problems(self) -> dict[str, tuple[int, str]]:
+        """Counters kept on the audio thread, for the control layer's log."""
+        return {
+            "midi-garbage": (self.parser.garbage, "{new} stray MIDI byte(s) on midi_in dropped ({total} in all)"),
+            "midi-source-gone": (self.midi_sources_gone, "a MIDI source left cadenza:midi_in ({total} so far); "
+                                                         "its held notes may hang: CC 123 or /cadenza/panic frees them"),
+            "events-dropped": (self.ring.dropped, "{total} MIDI events dropped: the event ring was full"),
+        }
+
+    def _report(self, kind: str, message: str) -> None:
+        if self.log is not None:
+            self.log.report(kind, message)
+        else:
+            import sys
+            print(f"cadenza: {kind}: {message}", file=sys.stderr)
+
+    def _connect_ports(self) -> None:
+        client = self.client
+        if self.connect == "system":
+            playback = client.get_ports(is_audio=True, is_input=True, is_physical=True)
+            capture = client.get_ports(is_audio=True, is_output=True, is_physical=True)
+        elif self.connect and self.connect != "none":
+            playback = client.get_ports(self.connect, is_audio=True, is_input=True)
+            capture = client.get_ports(self.connect, is_audio=True, is_output=True)
+            if not playback:
+                self._report("connect", f"no JACK audio input port matches {self.connect!r}; out_L/out_R unconnected")
+        else:
+            playback = capture = []
+        pairs = list(zip(self.outports, playback[:2])) + list(zip(capture, self.inports))
+        if len(playback) == 1:
+            pairs.append((self.outports[1], playback[0]))
+        midi_in, midi_out = self._want_midi
+        if midi_in:
+            sources = [p for p in client.get_ports(midi_in, is_midi=True, is_output=True)
+                       if not p.name.startswith(client.name + ":")]
+            if not sources:
+                self._report("midi", f"no JACK MIDI output port matches {midi_in!r}; "
+                                     f"connect one to {client.name}:midi_in by hand")
+            pairs += [(p, self.midi_in) for p in sources]
+        if midi_out:
+            sinks = [p for p in client.get_ports(midi_out, is_midi=True, is_input=True)
+                     if not p.name.startswith(client.name + ":")]
+            if not sinks:
+                self._report("midi", f"no JACK MIDI input port matches {midi_out!r}")
+            pairs += [(self.midi_out, p) for p in sinks]
+        for src, dst in pairs:
+            try:
+                client.connect(src, dst)
+            except Exception as exc:  # already connected, or the port vanished meanwhile
+                self._report("connect", f"{src.name} → {dst.name}: {exc}")
+
+    def run(self, seconds: float | None = None, on_tick=None, tick_s: float = 0.5) -> None:
+        """Play until ``seconds`` pass, ``stop()``, Ctrl-C or the server's death."""
+        self._stop.clear()
+        if self.recorder is not None:
+            self.recorder.start()
+        prime(self.engine)
+        self.client.activate()
+        self._connect_ports()
+        try:
+            wait(self._stop, seconds, on_tick, tick_s)
+        finally:
+            if self.dead is None:
+                self.client.deactivate()
+            if self.recorder is not None:
+                self.recorder.stop()
+            if self.dead is not None:
+                self._report("jack", f"the JACK server went away ({self.dead}); stopped, "
+                                     f"{self.recorder.audio().shape[1] / self.engine.sample_rate if self.recorder else 0:.1f} s "
+                                     "recorded so far are kept")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def recording(self) -> np.ndarray:
+        if self.recorder is None:
+            return np.zeros((2, 0), np.float32)
+        return self.recorder.audio()
+
+    def close(self) -> None:
+        if self.dead is None:
+            self.client.close()

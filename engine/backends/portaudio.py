@@ -1,0 +1,142 @@
+"""The ``portaudio`` backend (sounddevice): macOS, Windows, plain ALSA, or JACK through PortAudio.
+
+A callback stream opened with ``blocksize=0`` — the host picks its buffer
+size, which may vary per call — while the engine runs its own fixed block
+inside: the callback takes output from the last engine block and runs the
+next one when it is used up, so any host size works at the cost of up to
+one engine block of buffering. MIDI for this backend comes from the control
+layer's python-rtmidi thread, stamped on arrival plus the patch's scheduling
+delay. Import sounddevice only when this backend is used: it lists the host
+APIs once, at import.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from engine.backends import BackendError
+from engine.backends.live import Recorder, prime, wait
+from engine.engine import Engine
+
+
+def _sd():
+    try:
+        import sounddevice
+    except (ImportError, OSError) as exc:
+        raise BackendError(f"backend 'portaudio' needs sounddevice and libportaudio ({exc})") from None
+    return sounddevice
+
+
+def find_device(query: str | int | None, kind: str = "output") -> int | None:
+    """Device index from an index or a name substring (case-insensitive); None = the default."""
+    sd = _sd()
+    if query is None or query == "":
+        return None
+    if isinstance(query, int) or str(query).isdigit():
+        return int(query)
+    devices = sd.query_devices()
+    channels = "max_output_channels" if kind == "output" else "max_input_channels"
+    for i, dev in enumerate(devices):
+        if str(query).lower() in dev["name"].lower() and dev[channels] > 0:
+            return i
+    names = ", ".join(d["name"] for d in devices if d[channels] > 0) or "none"
+    raise BackendError(f"no {kind} device matches {query!r} (devices: {names})")
+
+
+class PortAudioBackend:
+    """Plays ``engine`` on a PortAudio device; ``device``: index or name substring."""
+
+    name = "portaudio"
+    midi_ports = False
+
+    @staticmethod
+    def available() -> bool:
+        """True when PortAudio has an output device."""
+        try:
+            sd = _sd()
+            return any(d["max_output_channels"] > 0 for d in sd.query_devices())
+        except Exception:
+            return False
+
+    def __init__(self, engine: Engine, device: str | int | None = None, record: bool = True,
+                 inputs: bool = True):
+        sd = _sd()
+        self.engine = engine
+        self.device = find_device(device)
+        info = sd.query_devices(self.device, "output") if self.device is not None else sd.query_devices(kind="output")
+        n_in_engine = engine.graph.adc.shape[0]
+        self.n_in = min(n_in_engine, int(info.get("max_input_channels", 0))) if inputs else 0
+        self.recorder = Recorder() if record else None
+        self._block_out = np.zeros((2, engine.block), np.float32)
+        self._pos = engine.block  # read position in the current engine block (block = used up)
+        self._adc = np.zeros((n_in_engine, engine.block), np.float32)
+        self._in_fill = 0
+        self._stop = threading.Event()
+        self.dead: str | None = None
+        try:
+            kwargs = dict(samplerate=engine.sample_rate, blocksize=0, dtype="float32",
+                          callback=self._callback, finished_callback=self._finished)
+            if self.n_in > 0:
+                self.stream = sd.Stream(device=(self.device, self.device), channels=(self.n_in, 2), **kwargs)
+            else:
+                self.stream = sd.OutputStream(device=self.device, channels=2, **kwargs)
+        except Exception as exc:  # PortAudioError, ValueError for unsupported settings
+            raise BackendError(f"portaudio: cannot open {info['name']!r} at {engine.sample_rate} Hz ({exc})") from None
+        self.device_name = info["name"]
+
+    def _callback(self, indata, outdata, frames, time_info, status) -> None:
+        engine = self.engine
+        block = engine.block
+        if status.output_underflow or status.input_overflow:
+            engine.stats.xruns += 1
+        done = 0
+        adc = self._adc
+        while done < frames:
+            if self._pos == block:  # need a new engine block
+                out = engine.process(adc if self.n_in else None, self._block_out)
+                if self.recorder is not None:
+                    self.recorder.write(out)
+                self._pos = 0
+            n = min(frames - done, block - self._pos)
+            outdata[done:done + n] = self._block_out[:, self._pos:self._pos + n].T
+            if self.n_in:  # input for the next engine block (one block of delay)
+                take = min(n, block - self._in_fill)
+                adc[:self.n_in, self._in_fill:self._in_fill + take] = indata[done:done + take, :self.n_in].T
+                self._in_fill = (self._in_fill + take) % block
+            self._pos += n
+            done += n
+
+    def _finished(self) -> None:
+        if not self._stop.is_set():
+            self.dead = "the audio device stopped"
+        self._stop.set()
+
+    def run(self, seconds: float | None = None, on_tick=None, tick_s: float = 0.5) -> None:
+        """Play until ``seconds`` pass, ``stop()``, Ctrl-C or the device stops."""
+        self._stop.clear()
+        if self.recorder is not None:
+            self.recorder.start()
+        prime(self.engine)
+        self.stream.start()
+        try:
+            wait(self._stop, seconds, on_tick, tick_s)
+        finally:
+            self._stop.set()
+            if self.dead is None:
+                self.stream.stop()
+            if self.recorder is not None:
+                self.recorder.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def recording(self) -> np.ndarray:
+        if self.recorder is None:
+            return np.zeros((2, 0), np.float32)
+        return self.recorder.audio()
+
+    def close(self) -> None:
+        self.stream.close()

@@ -1,0 +1,269 @@
+"""The live control layer: OSC in/out, MIDI in/out/clock, patch reload, status, errors.
+
+One :class:`ControlLayer` runs beside any live backend. Its threads sleep in
+socket and MIDI reads (which release the GIL), so the audio callback keeps
+the interpreter when it needs it:
+
+- ``cadenza-osc-in``: reads the UDP socket, parses, stamps, pushes events;
+- rtmidi's own callback threads: one per MIDI input, each with its own ring;
+- ``cadenza-out``: every 2 ms drains ``engine.outbound`` and sends each event
+  when its sample time comes (OSC to every target, MIDI out), sends MIDI
+  clock when the backend does not do it in its callback, refreshes the
+  status line and reports the audio thread's counters as log lines;
+- ``cadenza-reload``: builds a new patch's graph, then ``engine.swap``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import heapq
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from engine.control.log import ErrorLog
+from engine.control.midiclock import MidiClock
+from engine.control.midiparse import event_bytes
+from engine.control.osc import OscIn, OscOut, build_message, parse_hostport
+from engine.events import OUTBOUND
+
+OUT_POLL_S = 0.002
+STATUS_EVERY_S = 0.5
+
+
+@dataclass
+class ControlOptions:
+    """What the control layer opens. ``None`` means: as the patch says."""
+
+    osc: bool = True
+    osc_host: str | None = None  # listen address (patch [osc] listen, default 127.0.0.1)
+    osc_port: int | None = None  # listen port (default 8000)
+    osc_send: list[str] = field(default_factory=list)  # extra "host:port" targets
+    midi: bool = True
+    midi_in: str | None = None  # input port name substring (patch [midi] in)
+    midi_out: str | None = None  # output port name substring (patch [midi] out)
+    virtual: bool | None = None  # open the virtual "Cadenza" ports (patch [midi] virtual)
+    clock_out: bool | None = None  # send MIDI clock (patch [midi] clock_out)
+
+
+@contextlib.contextmanager
+def realtime_mode(switch_interval_s: float = 0.0005):
+    """While playing: short GIL switch interval, garbage collector frozen and off."""
+    old_interval = sys.getswitchinterval()
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    sys.setswitchinterval(switch_interval_s)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old_interval)
+        gc.unfreeze()
+        if was_enabled:
+            gc.enable()
+
+
+class ControlLayer:
+    """Starts and stops the control threads for ``engine`` played by ``backend``.
+
+    A backend that handles MIDI in its own callback (JACK) has
+    ``midi_ports = True`` and ``connect_midi(in_substring, out_substring)``,
+    and takes ``midi_clock``; otherwise MIDI goes through python-rtmidi here.
+    """
+
+    def __init__(self, engine, backend=None, options: ControlOptions | None = None, log: ErrorLog | None = None):
+        self.engine = engine
+        self.backend = backend
+        self.options = options or ControlOptions()
+        self.log = log or ErrorLog(engine.stats)
+        self.midi_clock = MidiClock()
+        self.osc_in: OscIn | None = None
+        self.osc_out: OscOut | None = None
+        self.midi_inputs = []
+        self.midi_output = None
+        self.status = ""
+        self._pending: list[tuple] = []  # heap of outbound events not yet due
+        self._seq = 0
+        self._running = False
+        self._out_thread = threading.Thread(target=self._out_loop, name="cadenza-out", daemon=True)
+        self._reloads: list[threading.Thread] = []
+
+    # -- life cycle ------------------------------------------------------------------
+
+    def __enter__(self) -> "ControlLayer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        opts, engine = self.options, self.engine
+        osc_table, midi_table = engine.patch.table("osc"), engine.patch.table("midi")
+        if opts.osc:
+            host, port = parse_hostport(osc_table["listen"], 8000)
+            host = opts.osc_host or host
+            port = port if opts.osc_port is None else opts.osc_port
+            try:
+                self.osc_in = OscIn(self, host, port)
+                self.osc_in.start()
+            except OSError as exc:
+                self.log.report("osc", f"{exc}; playing without OSC in")
+            targets = [parse_hostport(t, 9000) for t in [*osc_table["send"], *opts.osc_send]]
+            self.osc_out = OscOut(targets, osc_table["pitch_rate_hz"])
+        if opts.midi:
+            self._open_midi(midi_table)
+        if self._clock_out(midi_table):
+            self.midi_clock.start()
+        self._running = True
+        self._out_thread.start()
+
+    def stop(self) -> None:
+        if self._clock_out(self.engine.patch.table("midi")):
+            self.midi_clock.stop()
+            time.sleep(3 * OUT_POLL_S)  # let Stop go out
+        self._running = False
+        if self._out_thread.is_alive():
+            self._out_thread.join(2.0)
+        for thread in self._reloads:
+            thread.join(10.0)
+        if self.osc_in is not None:
+            self.osc_in.stop()
+        if self.osc_out is not None:
+            self.osc_out.close()
+        for device in [*self.midi_inputs, self.midi_output]:
+            if device is not None:
+                device.close()
+        self.midi_inputs.clear()
+        self.midi_output = None
+
+    def _clock_out(self, midi_table) -> bool:
+        return bool(midi_table["clock_out"] if self.options.clock_out is None else self.options.clock_out)
+
+    def _open_midi(self, midi_table) -> None:
+        opts = self.options
+        want_in = opts.midi_in if opts.midi_in is not None else midi_table["in"]
+        want_out = opts.midi_out if opts.midi_out is not None else midi_table["out"]
+        virtual = midi_table["virtual"] if opts.virtual is None else opts.virtual
+        if getattr(self.backend, "midi_ports", False):
+            self.backend.midi_clock = self.midi_clock
+            for problem in self.backend.connect_midi(want_in, want_out):
+                self.log.report("midi", problem)
+            return
+        from engine.backends.jack import JackBackend
+        from engine.control.midiio import RtMidiInput, RtMidiOutput, pick_api
+
+        api = pick_api(JackBackend.available())
+        wanted_in = [(want_in, False)] if want_in else []
+        if virtual:
+            wanted_in.append((None, True))
+        for substring, is_virtual in wanted_in:
+            try:
+                self.midi_inputs.append(RtMidiInput(self.engine, self.log, api, substring, is_virtual))
+            except Exception as exc:  # rtmidi raises SystemError / RtMidiError when no MIDI system exists
+                self.log.report("midi", f"MIDI in {substring or 'virtual ' + repr('Cadenza')}: {exc}; "
+                                        "playing without it")
+        if want_out or virtual:
+            try:
+                self.midi_output = RtMidiOutput(self.log, api, want_out or None, not want_out)
+            except Exception as exc:
+                self.log.report("midi", f"MIDI out {want_out or 'virtual'}: {exc}; playing without it")
+
+    # -- requests from OSC -------------------------------------------------------------
+
+    def transport(self, word: str) -> None:
+        {"start": self.midi_clock.start, "stop": self.midi_clock.stop, "continue": self.midi_clock.cont}[word]()
+
+    def reload(self, path: str | None) -> None:
+        """Build ``path`` (default: the playing patch's file) off the audio thread, then swap it in."""
+        thread = threading.Thread(target=self._reload, args=(path,), name="cadenza-reload", daemon=True)
+        self._reloads = [t for t in self._reloads if t.is_alive()] + [thread]
+        thread.start()
+
+    def _reload(self, path: str | None) -> None:
+        from engine.patch import load_patch
+
+        engine = self.engine
+        try:
+            patch = load_patch(path or engine.patch.path)
+            graph = engine.build_graph(patch)
+        except Exception as exc:  # any failure leaves the old patch playing
+            self.log.report("reload", f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
+                                      f"still playing {engine.patch.name}")
+            return
+        engine.swap(patch, graph)
+        print(f"cadenza: reloaded {patch.path}", file=sys.stderr, flush=True)
+
+    def send_status(self, addr) -> None:
+        """Answer ``/cadenza/status`` to the address it came from."""
+        s = self.engine.stats
+        data = build_message("/cadenza/status", [self.status or "starting", float(s.load_last),
+                                                 int(s.xruns), int(s.events_in), int(s.events_out),
+                                                 int(s.errors)])
+        if self.osc_in is not None:
+            try:
+                self.osc_in.sock.sendto(data, addr)
+            except OSError as exc:
+                self.log.report("osc-send", f"status to {addr[0]}:{addr[1]}: {exc.strerror or exc}")
+
+    # -- the out thread ------------------------------------------------------------------
+
+    def _out_loop(self) -> None:
+        engine = self.engine
+        next_status = 0.0
+        clock_sample = engine.now()
+        thread_clock = self.midi_output is not None and self._clock_out(engine.patch.table("midi"))
+        while self._running:
+            now = engine.now()
+            self._send_due(now)
+            if thread_clock and now > clock_sample:
+                self._clock_pulses(clock_sample, now)
+                clock_sample = now
+            t = time.monotonic()
+            if t >= next_status:
+                next_status = t + STATUS_EVERY_S
+                self.status = engine.status_line()
+                self._report_backend()
+            time.sleep(OUT_POLL_S)
+        self._send_due(engine.now())
+
+    def _send_due(self, now: int) -> None:
+        outbound = self.engine.outbound
+        if len(outbound):
+            for ev in outbound.pop_all():
+                self._seq += 1
+                heapq.heappush(self._pending, (int(ev["time"]), self._seq, ev))
+        graph = self.engine.graph
+        while self._pending and self._pending[0][0] <= now:
+            _, _, ev = heapq.heappop(self._pending)
+            self.engine.stats.events_out += 1
+            target = int(ev["target"])
+            name = graph.nodes[target].id if 0 <= target < len(graph.nodes) else "engine"
+            if target == OUTBOUND:
+                name = "engine"
+            if self.osc_out is not None and self.osc_out.targets:
+                data = self.osc_out.message(ev, name)
+                if data is not None:
+                    self.osc_out.send(data, self.log)
+            if self.midi_output is not None:
+                msg = event_bytes(int(ev["kind"]), int(ev["channel"]), int(ev["a"]), int(ev["b"]),
+                                  float(ev["value"]))
+                if msg is not None:
+                    self.midi_output.send(msg)
+
+    def _clock_pulses(self, start: int, end: int) -> None:
+        clock = self.engine.clock
+        bps = clock.beats_per_sample()
+        beat0 = clock.beat + (start - clock.sample_time) * bps
+        for _, status in self.midi_clock.block(beat0, bps, end - start):
+            self.midi_output.send([status])
+
+    def _report_backend(self) -> None:
+        problems = getattr(self.backend, "problems", None)
+        if problems is None:
+            return
+        for kind, (total, message) in problems().items():
+            self.log.sync(kind, total, message)

@@ -1,0 +1,315 @@
+"""OSC in and out over UDP, with python-osc's packet classes and our own socket.
+
+python-osc's stock server sleeps until a bundle's timetag and drops parse
+errors silently; here the socket is read on a control thread, every packet
+is parsed at once, each message is stamped with the sample at which it takes
+effect (a future bundle timetag → that exact sample, as SuperCollider does;
+otherwise arrival + the patch's scheduling delay) and pushed into the
+engine's event ring. Every bad packet gets a counted, rate-limited log line.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from pythonosc.osc_bundle import OscBundle
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.parsing import osc_types
+
+from engine.events import BROADCAST, ENGINE, Kind
+
+PREFIX = "/cadenza"
+MAX_AHEAD_S = 60.0  # timetags further ahead than this are refused
+TEMPO_RANGE = (20.0, 400.0)
+
+# The address space, for the README and for error messages: address, argument types, meaning.
+ADDRESSES_IN = [
+    ("/cadenza/note", "i note, i velocity[, i channel]",
+     "note on (velocity 0 = off), routed like MIDI through the patch's [midi] table"),
+    ("/cadenza/note_off", "i note[, i channel]", "note off"),
+    ("/cadenza/cc", "i controller, i value[, i channel]", "control change 0-127, mapped by [midi] cc"),
+    ("/cadenza/bend", "f bend[, i channel]", "pitch bend, -1..1"),
+    ("/cadenza/program", "i program[, i channel]", "program change 0-127"),
+    ("/cadenza/button", "i button, i velocity", "Piano Genie button 0-7 (velocity 0 releases)"),
+    ("/cadenza/param/<node>/<name>", "f value", "set a node parameter, clamped to its range"),
+    ("/cadenza/tempo", "f bpm", "engine tempo, 20-400 bpm"),
+    ("/cadenza/transport", "s start|stop|continue", "transport (MIDI clock out follows)"),
+    ("/cadenza/panic", "", "all notes off, tails cut, on every node"),
+    ("/cadenza/reload", "[s patch]", "build the patch (default: the playing one) off the audio thread "
+                                       "and swap it in at a block boundary; on error the old one plays on"),
+    ("/cadenza/status", "", "reply to the sender: /cadenza/status s line, f load, i xruns, "
+                            "i events_in, i events_out, i errors, f peak_db"),
+]
+ADDRESSES_OUT = [
+    ("/cadenza/out/<node>/note", "i note, i velocity, i channel", "a node's note on (velocity 0 = off)"),
+    ("/cadenza/out/<node>/beat", "i beat, f bpm", "a beat listener's beat"),
+    ("/cadenza/out/<node>/pitch", "f f0_hz, i voiced", "a pitch listener's report (rate-limited by [osc] pitch_rate_hz)"),
+    ("/cadenza/out/<node>/tempo", "f bpm", "a tempo change"),
+    ("/cadenza/out/<node>/loudness", "f dB", "a loudness report"),
+    ("/cadenza/out/<node>/beat_prediction", "f seconds", "time until the predicted next beat"),
+    ("/cadenza/out/<node>/<kind>", "i channel, i a, i b, f value", "any other event a node sends out"),
+]
+
+
+class OscArgError(ValueError):
+    """A message with the wrong number, type or range of arguments."""
+
+
+def _number(args, i: int, name: str, lo: float | None = None, hi: float | None = None,
+            default=None, integer: bool = False):
+    if i >= len(args):
+        if default is not None:
+            return default
+        raise OscArgError(f"missing argument {i + 1} ({name})")
+    value = args[i]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise OscArgError(f"argument {i + 1} ({name}): found {type(value).__name__} {value!r}, allowed a number")
+    if integer:
+        value = int(round(value))
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise OscArgError(f"argument {i + 1} ({name}): found {value!r}, allowed {lo:g}..{hi:g}")
+    return value
+
+
+def parse_datagram(data: bytes) -> list[tuple[float | None, OscMessage]]:
+    """(timetag as Unix seconds or None for "now", message) for every message in a packet.
+
+    Raises ValueError for anything that is not a well-formed OSC packet.
+    """
+    if OscBundle.dgram_is_bundle(data):
+        out: list[tuple[float | None, OscMessage]] = []
+        _walk(OscBundle(data), out)
+        return out
+    if OscMessage.dgram_is_message(data):
+        return [(None, OscMessage(data))]
+    raise ValueError("neither an OSC message nor a bundle")
+
+
+def _walk(bundle: OscBundle, out: list) -> None:
+    tag = None if bundle.timestamp == osc_types.IMMEDIATELY else bundle.timestamp
+    for content in bundle:
+        if isinstance(content, OscBundle):
+            _walk(content, out)
+        else:
+            out.append((tag, content))
+
+
+def build_message(address: str, args) -> bytes:
+    builder = OscMessageBuilder(address)
+    for arg in args:
+        builder.add_arg(arg)
+    return builder.build().dgram
+
+
+def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host:
+        return text, default_port
+    return host, int(port)
+
+
+class OscIn:
+    """Listens on ``(host, port)``; ``layer`` is the ControlLayer (reload, status, transport)."""
+
+    def __init__(self, layer, host: str = "127.0.0.1", port: int = 8000):
+        self.layer = layer
+        self.engine = layer.engine
+        self.log = layer.log
+        self.ring = self.engine.input_ring()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.sock.bind((host, port))
+        except OSError as exc:
+            self.sock.close()
+            raise OSError(f"OSC: cannot listen on {host}:{port} ({exc.strerror})") from None
+        self.sock.settimeout(0.2)
+        self.address = self.sock.getsockname()
+        self.received = 0
+        self.late = 0
+        self._running = False
+        self._thread = threading.Thread(target=self._serve, name="cadenza-osc-in", daemon=True)
+
+    def start(self) -> None:
+        self._running = True
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._running = False
+        if self._thread.is_alive():
+            self._thread.join(2.0)
+        self.sock.close()
+
+    def _serve(self) -> None:
+        while self._running:
+            try:
+                data, addr = self.sock.recvfrom(65536)  # releases the GIL while waiting
+            except socket.timeout:
+                continue
+            except OSError as exc:
+                if self._running:
+                    self.log.report("osc-socket", str(exc))
+                    time.sleep(0.05)
+                continue
+            self.handle(data, addr)
+
+    def handle(self, data: bytes, addr) -> None:
+        """Parse and apply one datagram (public so tests and scripts can inject packets)."""
+        arrival = self.engine.now()
+        wall = time.time()
+        try:
+            messages = parse_datagram(data)
+        except Exception as exc:  # python-osc raises several types for broken packets
+            self.log.report("osc-malformed", f"{len(data)}-byte packet from {addr[0]}:{addr[1]} "
+                                             f"dropped ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+            return
+        sr = self.engine.sample_rate
+        for tag, msg in messages:
+            self.received += 1
+            if tag is None:
+                when = self.engine.stamp(arrival)
+            elif tag - wall > MAX_AHEAD_S:
+                self.log.report("osc-timetag", f"{msg.address}: timetag {tag - wall:.1f} s ahead, "
+                                               f"allowed at most {MAX_AHEAD_S:g} s; dropped")
+                continue
+            elif tag < wall:
+                self.late += 1
+                when = arrival
+            else:
+                when = arrival + round((tag - wall) * sr)
+            try:
+                self.dispatch(msg.address, list(msg.params), when, addr)
+            except OscArgError as exc:
+                self.log.report("osc-args", f"{msg.address}: {exc}; dropped")
+            except Exception as exc:  # a malformed message must never stop the thread
+                self.log.report("osc-error", f"{msg.address}: {type(exc).__name__}: {exc}")
+
+    # -- the address space ---------------------------------------------------------
+
+    def dispatch(self, address: str, args: list, when: int, addr) -> None:
+        engine = self.engine
+        push = self.ring.push
+        if address.startswith(PREFIX + "/param/"):
+            self._param(address, args, when)
+            return
+        channel = None
+        if address == PREFIX + "/note":
+            note = _number(args, 0, "note", 0, 127, integer=True)
+            vel = _number(args, 1, "velocity", 0, 127, integer=True)
+            channel = _number(args, 2, "channel", 0, 15, default=0, integer=True)
+            self._midi(0x90 | channel, note, vel, when)
+        elif address == PREFIX + "/note_off":
+            note = _number(args, 0, "note", 0, 127, integer=True)
+            channel = _number(args, 1, "channel", 0, 15, default=0, integer=True)
+            self._midi(0x80 | channel, note, 0, when)
+        elif address == PREFIX + "/cc":
+            cc = _number(args, 0, "controller", 0, 127, integer=True)
+            value = _number(args, 1, "value", 0, 127, integer=True)
+            channel = _number(args, 2, "channel", 0, 15, default=0, integer=True)
+            self._midi(0xB0 | channel, cc, value, when)
+        elif address == PREFIX + "/bend":
+            bend = _number(args, 0, "bend", -1.0, 1.0)
+            channel = _number(args, 1, "channel", 0, 15, default=0, integer=True)
+            raw = min(int(round((bend + 1.0) * 8192)), 16383)
+            self._midi(0xE0 | channel, raw & 0x7F, raw >> 7, when)
+        elif address == PREFIX + "/program":
+            program = _number(args, 0, "program", 0, 127, integer=True)
+            channel = _number(args, 1, "channel", 0, 15, default=0, integer=True)
+            self._midi(0xC0 | channel, program, 0, when)
+        elif address == PREFIX + "/button":
+            button = _number(args, 0, "button", 0, 7, integer=True)
+            vel = _number(args, 1, "velocity", 0, 127, integer=True)
+            target = engine.midi_map.buttons_to
+            if target < 0:
+                raise OscArgError("this patch routes no buttons ([midi] buttons)")
+            push(when, Kind.BUTTON, target, 0, button, vel, 0.0)
+        elif address == PREFIX + "/tempo":
+            bpm = _number(args, 0, "bpm", *TEMPO_RANGE)
+            push(when, Kind.TEMPO, ENGINE, 0, 0, 0, float(bpm))
+        elif address == PREFIX + "/transport":
+            self._transport(args, when)
+        elif address == PREFIX + "/panic":
+            push(when, Kind.PANIC, BROADCAST)
+        elif address == PREFIX + "/reload":
+            if args and not isinstance(args[0], str):
+                raise OscArgError(f"argument 1 (patch): found {args[0]!r}, allowed a path string")
+            self.layer.reload(args[0] if args else None)
+        elif address == PREFIX + "/status":
+            self.layer.send_status(addr)
+        else:
+            self.log.report("osc-unknown-address",
+                            f"{address}: unknown address (see the README's OSC table; "
+                            f"e.g. {PREFIX}/note, {PREFIX}/param/<node>/<name>)")
+
+    def _midi(self, status: int, d1: int, d2: int, when: int) -> None:
+        for kind, target, ch, a, b, value in self.engine.midi_map.events(status, d1, d2):
+            self.ring.push(when, kind, target, ch, a, b, value)
+
+    def _param(self, address: str, args: list, when: int) -> None:
+        node_id, _, name = address[len(PREFIX) + len("/param/"):].partition("/")
+        try:
+            node, index, lo, hi = self.engine.graph.param_target(f"{node_id}.{name}")
+        except KeyError:
+            params = [f"{n.id}/{p}" for n in self.engine.graph.nodes for p in n.PARAMS]
+            raise OscArgError(f"no such node parameter, allowed one of {', '.join(params)}") from None
+        value = float(_number(args, 0, "value"))
+        if not lo <= value <= hi:
+            self.log.report("osc-range", f"{address}: {value:g} outside {lo:g}..{hi:g}; clamped")
+            value = min(max(value, lo), hi)
+        self.ring.push(when, Kind.PARAM, node, 0, index, 0, value)
+
+    def _transport(self, args: list, when: int) -> None:
+        word = args[0] if args else None
+        codes = {"stop": 0, "start": 1, "continue": 2}
+        if word not in codes:
+            raise OscArgError(f"argument 1: found {word!r}, allowed 'start', 'stop' or 'continue'")
+        self.layer.transport(word)
+        self.ring.push(when, Kind.TRANSPORT, BROADCAST, 0, codes[word], 0, 0.0)
+
+
+class OscOut:
+    """Sends outbound engine events to every target: ``/cadenza/out/<node>/<kind> ...``."""
+
+    def __init__(self, targets: list[tuple[str, int]], pitch_rate_hz: float = 0.0):
+        self.targets = targets
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.pitch_interval_s = 1.0 / pitch_rate_hz if pitch_rate_hz > 0 else 0.0
+        self._last_pitch: dict[int, float] = {}
+        self.sent = 0
+        self.failed = 0
+
+    def message(self, ev, node_name: str) -> bytes | None:
+        """The OSC datagram for one outbound event (None: rate-limited away)."""
+        kind = int(ev["kind"])
+        base = f"{PREFIX}/out/{node_name}/"
+        ch, a, b, value = int(ev["channel"]), int(ev["a"]), int(ev["b"]), float(ev["value"])
+        if kind in (Kind.NOTE_ON, Kind.NOTE_OFF):
+            return build_message(base + "note", [a, b if kind == Kind.NOTE_ON else 0, ch])
+        if kind == Kind.BEAT:
+            return build_message(base + "beat", [a, value])
+        if kind == Kind.PITCH:
+            if self.pitch_interval_s:
+                now = time.monotonic()
+                key = int(ev["target"])
+                if now - self._last_pitch.get(key, -1e9) < self.pitch_interval_s:
+                    return None
+                self._last_pitch[key] = now
+            return build_message(base + "pitch", [value, a])
+        if kind in (Kind.TEMPO, Kind.LOUDNESS, Kind.BEAT_PREDICTION):
+            return build_message(base + Kind.NAMES[kind], [value])
+        return build_message(base + Kind.NAMES.get(kind, f"kind{kind}"), [ch, a, b, value])
+
+    def send(self, data: bytes, log=None) -> None:
+        for target in self.targets:
+            try:
+                self.sock.sendto(data, target)
+                self.sent += 1
+            except OSError as exc:  # unreachable target: count, keep going
+                self.failed += 1
+                if log is not None:
+                    log.report("osc-send", f"to {target[0]}:{target[1]}: {exc.strerror or exc}")
+
+    def close(self) -> None:
+        self.sock.close()
