@@ -1,0 +1,190 @@
+"""The neural vocoder: causal log-mel + f0 → parameters of the DDSP harmonic-plus-noise synth.
+
+A light DDSP vocoder in the spirit of SawSing and the 15-MFLOP DDSP vocoder:
+the network does not make audio, it drives the synth of
+``instruments/ddsp_kernels.py`` (torch twins in ``models/ddsp/synth_torch.py``).
+
+Per frame (every 2.67 ms) it predicts
+
+- ``amp``: the harmonic part's overall amplitude (linear);
+- ``env``: a log spectral envelope sampled at the 80 mel-band centres — the
+  voice's formants, independent of pitch. Harmonic k of a line at f0 gets
+  weight ``exp(env(k · f0))`` (linear interpolation on the mel axis), so the
+  same envelope serves the original line and any harmony line: formants are
+  kept when the pitch moves. The net predicts a correction to the input
+  log-mel itself, which is already a rough envelope;
+- ``noise``: ``N_NOISE`` filtered-noise band magnitudes (breath, consonants).
+
+Network: Linear(80 mel + 2 pitch → 128) → GRU(128) → Linear(128 + 128 → 1 + 80 + 65):
+146k multiply-adds per frame. :func:`gru_step` is its numba port for the live
+node (tested to agree with torch).
+
+Output is the input delayed by ``DELAY_HOPS`` frames: the frame ending at
+sample t drives the synth for the audio around t − ``DELAY_HOPS`` hops, which
+lets the 21 ms mel window and the pitch tracker's 5 ms delay see the sound
+they describe.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from numba import njit
+from torch import nn
+
+from models.vocoder import features as F
+
+N_HARMONICS = 96
+MAX_HZ = 11000.0  # harmonics fade out below this, Hz
+N_NOISE = 65  # noise bands, evenly spaced 0..NOISE_HZ
+NOISE_HZ = 12000.0
+HIDDEN = 128
+N_OUT = 1 + F.N_MELS + N_NOISE
+DELAY_HOPS = 2
+NOISE_BIAS = -5.0  # initial noise band logits (quiet)
+MEL_LO = float(F.hz_to_mel(F.FMIN_HZ))
+MEL_STEP = float((F.hz_to_mel(F.FMAX_HZ) - MEL_LO) / (F.N_MELS + 1))
+
+
+def exp_sigmoid(x, exponent=math.log(10.0), max_value=2.0, threshold=1e-7):
+    """DDSP's positive, bounded non-linearity: max · sigmoid(x)^ln10 + threshold."""
+    return max_value * torch.sigmoid(x) ** exponent + threshold
+
+
+class VocoderNet(nn.Module):
+    """Causal frame-by-frame net. ``forward`` takes (B, T) sequences and an optional GRU state."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(F.N_MELS + 2, HIDDEN)
+        self.gru = nn.GRU(HIDDEN, HIDDEN, batch_first=True)
+        self.out = nn.Linear(2 * HIDDEN, N_OUT)
+        self.register_buffer("mel_mean", torch.zeros(()))
+        self.register_buffer("mel_std", torch.ones(()))
+        with torch.no_grad():
+            self.out.bias[1 + F.N_MELS:] = NOISE_BIAS
+
+    def forward(self, mel, f0_hz, voicing, state=None):
+        """mel (B, T, 80) log-mel, f0_hz (B, T) held f0, voicing (B, T) → (amp, env, noise, state).
+
+        amp (B, T) linear; env (B, T, 80) log envelope; noise (B, T, N_NOISE) linear magnitudes.
+        """
+        x = torch.cat([(mel - self.mel_mean) / self.mel_std,
+                       torch.log2(f0_hz.clamp_min(20.0) / 440.0)[..., None], voicing[..., None]], -1)
+        proj = nn.functional.leaky_relu(self.inp(x), 0.1)
+        h, state = self.gru(proj, state)
+        y = self.out(torch.cat([h, proj], -1))
+        amp = exp_sigmoid(y[..., 0])
+        env = mel + y[..., 1:1 + F.N_MELS]
+        noise = exp_sigmoid(y[..., 1 + F.N_MELS:])
+        return amp, env, noise, state
+
+
+def envelope_weights(env: torch.Tensor, f0_hz: torch.Tensor) -> torch.Tensor:
+    """(B, T, H) harmonic weights ``exp(env(k · f0))`` from env (B, T, 80) and f0 (B, T) Hz."""
+    k = torch.arange(1, N_HARMONICS + 1, dtype=env.dtype, device=env.device)
+    f = (f0_hz[..., None] * k).clamp(F.FMIN_HZ, F.FMAX_HZ)
+    mel = torch.where(f >= 1000.0, 15.0 + torch.log(f / 1000.0) / (math.log(6.4) / 27.0), f / (200.0 / 3))
+    pos = ((mel - MEL_LO) / MEL_STEP - 1.0).clamp(0.0, F.N_MELS - 1.0)
+    lo = pos.floor().clamp(max=F.N_MELS - 2).long()
+    frac = pos - lo
+    a = torch.gather(env, -1, lo)
+    b = torch.gather(env, -1, lo + 1)
+    return torch.exp(a + (b - a) * frac - env.amax(-1, keepdim=True))
+
+
+@njit(nogil=True, cache=True, fastmath=True)
+def envelope_weights_nb(env, f0_hz, out):
+    """Numba twin of :func:`envelope_weights` for one frame: env (80,), f0 Hz → out (H,)."""
+    top = env[0]
+    for i in range(env.shape[0]):
+        top = max(top, env[i])
+    n = env.shape[0]
+    for k in range(out.shape[0]):
+        f = min(max(f0_hz * (k + 1), 40.0), 12000.0)
+        if f >= 1000.0:
+            mel = 15.0 + math.log(f / 1000.0) / (math.log(6.4) / 27.0)
+        else:
+            mel = f / (200.0 / 3)
+        pos = min(max((mel - MEL_LO) / MEL_STEP - 1.0, 0.0), n - 1.0)
+        lo = min(int(math.floor(pos)), n - 2)
+        frac = pos - lo
+        out[k] = math.exp(env[lo] + (env[lo + 1] - env[lo]) * frac - top)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _sigmoid(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@njit(nogil=True, cache=True, fastmath=True)
+def gru_step(mel, f0_hz, voicing, w, h, proj, gates, y):
+    """One frame of :class:`VocoderNet` in numba. Updates ``h`` (HIDDEN,) in place; ``y`` (N_OUT,) raw outputs.
+
+    ``w`` is the tuple from :func:`numba_weights`; ``proj`` (HIDDEN,), ``gates`` (3, HIDDEN) scratch.
+    """
+    w_in, b_in, w_ih, b_ih, w_hh, b_hh, w_out, b_out, mean, std = w
+    n_mel = mel.shape[0]
+    hid = h.shape[0]
+    f0_feat = math.log2(max(f0_hz, 20.0) / 440.0)
+    for j in range(hid):
+        acc = b_in[j] + w_in[j, n_mel] * f0_feat + w_in[j, n_mel + 1] * voicing
+        for i in range(n_mel):
+            acc += w_in[j, i] * ((mel[i] - mean) / std)
+        proj[j] = acc if acc > 0.0 else 0.1 * acc
+    for g in range(3):
+        for j in range(hid):
+            row = g * hid + j
+            a = b_ih[row]
+            for i in range(hid):
+                a += w_ih[row, i] * proj[i]
+            gates[g, j] = a
+    for j in range(hid):
+        hr = b_hh[j]
+        hz = b_hh[hid + j]
+        hn = b_hh[2 * hid + j]
+        for i in range(hid):
+            hr += w_hh[j, i] * h[i]
+            hz += w_hh[hid + j, i] * h[i]
+            hn += w_hh[2 * hid + j, i] * h[i]
+        r = _sigmoid(gates[0, j] + hr)
+        z = _sigmoid(gates[1, j] + hz)
+        gates[2, j] = (1.0 - z) * math.tanh(gates[2, j] + r * hn) + z * h[j]
+    for j in range(hid):
+        h[j] = gates[2, j]
+    for o in range(y.shape[0]):
+        acc = b_out[o]
+        for i in range(hid):
+            acc += w_out[o, i] * h[i] + w_out[o, hid + i] * proj[i]
+        y[o] = acc
+
+
+def numba_weights(net: VocoderNet) -> tuple:
+    """The net's weights as contiguous float32 arrays, in :func:`gru_step`'s order."""
+    def a(t):
+        return np.ascontiguousarray(t.detach().cpu().numpy(), np.float32)
+
+    g = net.gru
+    return (a(net.inp.weight), a(net.inp.bias), a(g.weight_ih_l0), a(g.bias_ih_l0), a(g.weight_hh_l0),
+            a(g.bias_hh_l0), a(net.out.weight), a(net.out.bias),
+            np.float32(net.mel_mean.item()), np.float32(net.mel_std.item()))
+
+
+@njit(nogil=True, cache=True)
+def decode_outputs(y, mel, amp_out, env, noise):
+    """Raw outputs ``y`` (N_OUT,) → amp_out (1,), env (80,) log envelope, noise (N_NOISE,) magnitudes."""
+    amp_out[0] = 2.0 * _sigmoid(y[0]) ** math.log(10.0) + 1e-7
+    n_mel = env.shape[0]
+    for i in range(n_mel):
+        env[i] = mel[i] + y[1 + i]
+    for i in range(noise.shape[0]):
+        noise[i] = 2.0 * _sigmoid(y[1 + n_mel + i]) ** math.log(10.0) + 1e-7
+
+
+def load(path) -> VocoderNet:
+    """The committed weights (``torch.load(..., weights_only=True)``) in a VocoderNet, eval mode."""
+    net = VocoderNet()
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return net.eval()

@@ -1,0 +1,173 @@
+"""Train the neural vocoder: ``python -m models.vocoder.train`` (about 45 min on one CPU thread).
+
+Each step takes random 0.4 s excerpts of the training speech and singing
+(``models.vocoder.data``), runs the net over them (after a warm-up of
+``WARM`` frames so the GRU state is not fresh), renders audio with the DDSP
+synth's torch twins and minimises DDSP's multi-scale spectral loss (L1 of
+linear and log magnitudes, FFT sizes 2048 … 64) against the input delayed by
+``DELAY_HOPS`` frames. Fixed seed, one torch thread, a tqdm progress bar;
+training stops after ``--steps`` steps or ``--minutes`` minutes, whichever
+comes first. Writes ``models/vocoder/vocoder.pt`` (a state dict) and
+``models/vocoder/train_log.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from instruments.ddsp_kernels import noise_matrix, taper_hz
+from models.ddsp import synth_torch as S
+from models.vocoder import data
+from models.vocoder import features as F
+from models.vocoder.model import (DELAY_HOPS, MAX_HZ, NOISE_HZ, N_NOISE, VocoderNet,
+                                  envelope_weights)
+
+HERE = Path(__file__).resolve().parent
+SR = data.SAMPLE_RATE
+HOP = F.hop_samples(SR)
+FFT_SIZES = (2048, 1024, 512, 256, 128, 64)
+WARM = 24  # frames run before the scored excerpt
+SEGMENT = 150  # scored frames per excerpt (0.4 s)
+
+
+def prepare(clips) -> list[dict]:
+    """Per clip: float32 audio, log-mel (T, 80), held f0 and voicing (T,)."""
+    from tqdm import tqdm
+
+    mel = F.MelAnalyser(SR)
+    out = []
+    for kind, audio in tqdm(clips, desc="features", unit="clip"):
+        f0, voicing = F.pitch_frames(audio, SR)
+        out.append({"kind": kind, "audio": audio, "mel": mel.frames(audio), "f0": f0, "voicing": voicing})
+    return out
+
+
+def spectral_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """DDSP multi-scale spectral loss between (B, N) signals."""
+    loss = x.new_zeros(())
+    for n in FFT_SIZES:
+        win = torch.hann_window(n, dtype=x.dtype)
+        sx = torch.stft(x, n, n // 4, window=win, return_complex=True).abs()
+        sy = torch.stft(y, n, n // 4, window=win, return_complex=True).abs()
+        loss = loss + (sx - sy).abs().mean() + (torch.log(sx + 1e-5) - torch.log(sy + 1e-5)).abs().mean()
+    return loss
+
+
+class Synth:
+    """The DDSP harmonic-plus-noise synth (torch twins) driven by the vocoder's outputs."""
+
+    def __init__(self, sr: float):
+        self.sr = sr
+        self.hop = F.hop_samples(sr)
+        self.taper = taper_hz(MAX_HZ)
+        self.mat = torch.from_numpy(noise_matrix(N_NOISE, NOISE_HZ, sr))
+
+    def __call__(self, amp, env, noise_mags, f0, white):
+        """amp (B, T), env (B, T, 80), noise_mags (B, T, N_NOISE), f0 (B, T) Hz, white (B, T·hop) → audio.
+
+        Frame 0 of the inputs is the frame before the rendered span (interpolation start).
+        """
+        weights = envelope_weights(env, f0)
+        amps = S.harmonic_amplitudes(amp, weights, f0, MAX_HZ, self.taper)
+        harm = S.harmonic_synth(f0[:, 1:], amps[:, 1:], self.hop, self.sr, MAX_HZ, self.taper,
+                                f0_prev=f0[:, 0], amps_prev=amps[:, 0])
+        return harm + S.noise_synth(noise_mags[:, 1:], white, self.mat, self.hop)
+
+
+def batch(items, rng, size):
+    """Random excerpts: inputs of WARM + SEGMENT frames, targets of SEGMENT hops (delayed)."""
+    lengths = np.array([it["mel"].shape[0] for it in items], np.float64)
+    ok = lengths > WARM + SEGMENT + DELAY_HOPS + 1
+    p = np.where(ok, lengths, 0.0)
+    p /= p.sum()
+    mel, f0, voi, tgt = [], [], [], []
+    for i in rng.choice(len(items), size=size, p=p):
+        it = items[i]
+        s = int(rng.integers(WARM + DELAY_HOPS, it["mel"].shape[0] - SEGMENT + 1))
+        mel.append(it["mel"][s - WARM: s + SEGMENT])
+        f0.append(it["f0"][s - WARM: s + SEGMENT])
+        voi.append(it["voicing"][s - WARM: s + SEGMENT])
+        a = (s - DELAY_HOPS) * HOP
+        tgt.append(it["audio"][a: a + SEGMENT * HOP])
+    t = lambda xs: torch.from_numpy(np.stack(xs).astype(np.float32))  # noqa: E731
+    return t(mel), t(f0), t(voi), t(tgt)
+
+
+def run_batch(net, synth, mel, f0, voi, gen):
+    """Render the scored span of a batch: (B, SEGMENT · hop)."""
+    amp, env, noise, _ = net(mel, f0, voi)
+    sl = slice(WARM - 1, None)
+    white = torch.rand(mel.shape[0], SEGMENT * synth.hop, generator=gen) * 2.0 - 1.0
+    return synth(amp[:, sl], env[:, sl], noise[:, sl], f0[:, sl], white)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--minutes", type=float, default=45.0, help="wall-clock budget for the steps")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=HERE / "vocoder.pt")
+    args = parser.parse_args(argv)
+    from tqdm import tqdm
+
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    gen = torch.Generator().manual_seed(0)
+    t_start = time.time()
+    train = prepare(data.load("train"))
+    test = prepare(data.load("test"))
+    net = VocoderNet()
+    all_mel = np.concatenate([it["mel"] for it in train])
+    net.mel_mean.fill_(float(all_mel.mean()))
+    net.mel_std.fill_(float(all_mel.std()))
+    synth = Synth(SR)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s / args.steps, 1.0))))
+    val = batch(test, np.random.default_rng(1), 16)
+    log = {"steps": [], "train_loss": [], "val_loss": []}
+    deadline = time.time() + args.minutes * 60.0
+    bar = tqdm(range(args.steps), desc="vocoder", unit="step")
+    running = None
+    step = 0
+    for step in bar:
+        mel, f0, voi, tgt = batch(train, rng, args.batch)
+        loss = spectral_loss(run_batch(net, synth, mel, f0, voi, gen), tgt)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 2.0)
+        opt.step()
+        sched.step()
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        bar.set_postfix(loss=f"{running:.3f}")
+        if step % 250 == 0 or time.time() > deadline:
+            with torch.no_grad():
+                v = spectral_loss(run_batch(net, synth, *val[:3], torch.Generator().manual_seed(1)), val[3]).item()
+            log["steps"].append(step)
+            log["train_loss"].append(running)
+            log["val_loss"].append(v)
+            tqdm.write(f"step {step}: train {running:.3f} val {v:.3f} ({(time.time() - t_start) / 60:.1f} min)")
+            torch.save(net.state_dict(), args.out)
+        if time.time() > deadline:
+            break
+    torch.save(net.state_dict(), args.out)
+    log |= {"final_step": step + 1, "minutes": (time.time() - t_start) / 60.0, "batch": args.batch,
+            "segment_frames": SEGMENT, "threads": args.threads, "seed": 0,
+            "train_clips": len(train), "test_clips": len(test),
+            "train_minutes_audio": sum(len(it["audio"]) for it in train) / SR / 60.0}
+    (HERE / "train_log.json").write_text(json.dumps(log, indent=1))
+    print(f"wrote {args.out} after {step + 1} steps, {log['minutes']:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
