@@ -36,7 +36,7 @@ def _jack():
     return jack
 
 
-class _CycleClock:
+class CycleClock:
     """JACK's filtered start time of the current cycle, as ``time.monotonic()`` seconds."""
 
     def __init__(self, jack, client):
@@ -127,12 +127,13 @@ class JackBackend:
         self.log = None  # set by the control layer
         self._adc = np.zeros((n_in, engine.block), np.float32)
         self._out_pending = Scheduler(1024)  # outbound MIDI not due in this cycle yet
-        self._cycle = _CycleClock(jack, client)
+        self._cycle = CycleClock(jack, client)
         self.recorder = Recorder() if record else None
         self.first_frame: int | None = None  # JACK frame time of the engine's sample 0
         self.dead: str | None = None
         self.midi_sources_gone = 0
         self._reset_parser = False
+        self._ports_connected = False  # MIDI clock waits for it, so Start reaches the connected ports
         self._want_midi: tuple[str | None, str | None] = (None, None)
         self._stop = threading.Event()
         client.set_process_callback(self._process)
@@ -184,7 +185,7 @@ class JackBackend:
             if ev["kind"] in _ECHO_KINDS:
                 self._out_pending.add(*ev.tolist())
         messages = []
-        if self.midi_clock is not None:
+        if self.midi_clock is not None and self._ports_connected:
             messages = [(off, bytes((status,))) for off, status in self.midi_clock.block(beat0, bps, frames)]
         n = self._out_pending.take(start + frames)
         for ev in self._out_pending.due[:n]:
@@ -272,6 +273,7 @@ class JackBackend:
         prime(self.engine)
         self.client.activate()
         self._connect_ports()
+        self._ports_connected = True
         try:
             wait(self._stop, seconds, on_tick, tick_s)
         finally:

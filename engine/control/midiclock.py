@@ -49,11 +49,11 @@ class MidiClock:
             return out
         if self._next_pulse is None:
             self._next_pulse = math.ceil(beat0 * PPQN - 1e-9)
-        while True:
-            offset = (self._next_pulse / PPQN - beat0) / beats_per_sample
+        while True:  # a pulse goes on the first frame at or after its exact position
+            offset = max(math.ceil((self._next_pulse / PPQN - beat0) / beats_per_sample - 1e-6), 0)
             if offset >= frames:
                 break
-            out.append((min(max(int(round(offset)), 0), frames - 1), CLOCK))
+            out.append((offset, CLOCK))
             self._next_pulse += 1
             self.pulses += 1
         return out

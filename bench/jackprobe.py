@@ -1,0 +1,95 @@
+"""JACK test clients for the live-I/O tests and ``bench.latency``: a MIDI sender, a MIDI
+listener and an audio capture, each stamping what it does with JACK frame times.
+
+Put a sender and a capture in different clients: JACK runs a client before the
+clients it feeds, so sender → cadenza → capture all happen in one cycle and
+frame times compare directly (a single client both feeding and hearing the
+engine would close a loop, which JACK breaks with a one-period delay).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+
+import numpy as np
+
+from engine.backends.jack import CycleClock
+
+
+class JackProbe:
+    """One JACK client with optional ``midi_out`` / ``midi_in`` / ``audio_in`` ports.
+
+    ``schedule([(offset, bytes), ...])`` writes those MIDI events in a coming
+    cycle (one list per cycle, in order) and logs ``sent`` as (frame, bytes);
+    ``received`` logs (frame, bytes) from ``midi_in``; ``audio()`` returns the
+    captured mono signal and the JACK frame time of its first sample.
+    """
+
+    def __init__(self, name: str, midi_out: bool = False, midi_in: bool = False,
+                 audio_in: bool = False, capture_s: float = 30.0):
+        import jack
+
+        self.client = jack.Client(name, no_start_server=True)
+        self.midi_out = self.client.midi_outports.register("midi_out") if midi_out else None
+        self.midi_in = self.client.midi_inports.register("midi_in") if midi_in else None
+        self.audio_in = self.client.inports.register("audio_in") if audio_in else None
+        self.queue: collections.deque = collections.deque()
+        self.sent: list[tuple[int, bytes]] = []
+        self.received: list[tuple[int, bytes]] = []
+        self.cycles: list[tuple[int, float]] = []  # (frame, monotonic s at the cycle's start), capture only
+        self._buf = np.zeros(int(capture_s * self.client.samplerate) if audio_in else 0, np.float32)
+        self._frame0: int | None = None
+        self._written = 0
+        self.cycle_clock = CycleClock(jack, self.client) if audio_in else None
+        self.cycle = threading.Event()
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, frames: int) -> None:
+        now = self.client.last_frame_time
+        if self.midi_out is not None:
+            self.midi_out.clear_buffer()
+            if self.queue:
+                for offset, data in self.queue.popleft():
+                    self.midi_out.write_midi_event(offset, data)
+                    self.sent.append((now + offset, bytes(data)))
+        if self.midi_in is not None:
+            for offset, data in self.midi_in.incoming_midi_events():
+                self.received.append((now + offset, bytes(data)))
+        if self.audio_in is not None:
+            if self._frame0 is None:
+                self._frame0 = now
+            start = now - self._frame0
+            if start + frames <= self._buf.shape[0]:
+                self._buf[start:start + frames] = self.audio_in.get_array()
+                self._written = start + frames
+                if self.cycle_clock is not None:
+                    t = self.cycle_clock.start_time()
+                    if t is not None:
+                        self.cycles.append((now, t))
+        self.cycle.set()
+
+    def schedule(self, *cycles) -> None:
+        """Queue MIDI events: each argument is one cycle's list of (offset, bytes)."""
+        self.queue.extend(cycles)
+
+    def audio(self) -> tuple[np.ndarray, int]:
+        return self._buf[: self._written].copy(), (self._frame0 or 0)
+
+    def connect(self, src: str, dst: str) -> None:
+        self.client.connect(src, dst)
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+def onsets(x: np.ndarray, threshold: float = 0.01, gap: int = 480) -> np.ndarray:
+    """Sample indices where |x| first exceeds ``threshold`` after ``gap`` quieter samples."""
+    loud = np.flatnonzero(np.abs(x) > threshold)
+    if loud.size == 0:
+        return loud
+    keep = np.ones(loud.size, bool)
+    keep[1:] = np.diff(loud) > gap
+    return loud[keep]
