@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -33,10 +32,9 @@ def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:
     """Write (channels, frames) float audio as 24-bit WAV, atomically: no half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".wav", dir=path.parent)
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
-        sf.write(tmp, np.asarray(audio, np.float32).T, sample_rate, subtype="PCM_24")
+        sf.write(tmp, np.asarray(audio, np.float32).T, sample_rate, subtype="PCM_24", format="WAV")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

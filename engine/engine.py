@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.clock import Clock
-from engine.events import BROADCAST, ENGINE, EventRing, Kind, Scheduler
+from engine.events import BROADCAST, ENGINE, EventRing, Kind, Scheduler, warm_up_kernels
 from engine.graph import OUT_CHANNELS, Graph
 from engine.midi import MidiMap
 from engine.patch import Patch
@@ -42,6 +42,7 @@ class Engine:
         self.block = int(block or audio["block"])
         clock = patch.table("clock")
         self.clock = Clock(self.sample_rate, clock["bpm"], clock["beats_per_bar"])
+        warm_up_kernels()
         self.scheduler = Scheduler()
         self.outbound = EventRing(8192)
         self.rings: list[EventRing] = []

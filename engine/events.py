@@ -235,3 +235,15 @@ def _sift_back(buf, j, scratch):
         buf[j - 1] = buf[j]
         buf[j] = scratch[0]
         j -= 1
+
+
+def warm_up_kernels() -> None:
+    """Compile (or load from cache) every event kernel now, not in the first live block."""
+    ring = EventRing(2)
+    ring.push(1, Kind.NOTE_ON)
+    sched = Scheduler(4)
+    sched.add_from(ring)
+    sched.take(2)
+    box = Inbox(2)
+    box.insert(sched.due[0])
+    box.insert(sched.due[0])
