@@ -93,3 +93,18 @@ def onsets(x: np.ndarray, threshold: float = 0.01, gap: int = 480) -> np.ndarray
     keep = np.ones(loud.size, bool)
     keep[1:] = np.diff(loud) > gap
     return loud[keep]
+
+
+def onset_delay(patch_path) -> int:
+    """Frames from a note-on to where ``onsets`` sees it, rendered offline with the same patch."""
+    from engine.backends.offline import OfflineBackend
+    from engine.engine import Engine
+    from engine.events import Kind, make_events
+    from engine.patch import load_patch
+
+    engine = Engine(load_patch(patch_path))
+    ev = make_events(1)
+    ev[0] = (1000, Kind.NOTE_ON, engine.midi_map.notes_to, 0, 60, 100, 0.0)
+    out = OfflineBackend(engine).render(4000, events=ev)
+    engine.close()
+    return int(onsets(out[0])[0]) - 1000

@@ -14,14 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.jackprobe import JackProbe, onsets
-from engine.backends.offline import OfflineBackend
+from bench.jackprobe import JackProbe, onset_delay, onsets
 from engine.control import ControlLayer, ControlOptions
 from engine.control.log import ErrorLog
 from engine.control.midiclock import CLOCK, START, STOP, MidiClock
 from engine.control.midiparse import MidiParser
 from engine.engine import Engine
-from engine.events import OUTBOUND, Kind, make_events
 from engine.node import Node
 from engine.patch import load_patch
 
@@ -73,16 +71,6 @@ def write_patch(tmp_path: Path, echo: bool = False, clock_out: bool = False, nam
     path.write_text(PATCH.format(extra_nodes=ECHO_NODE if echo else "", notes_to="echo" if echo else "piano",
                                  clock_out=str(clock_out).lower()))
     return path
-
-
-def detector_delay(patch_path: Path) -> int:
-    """Frames from a note-on to where ``onsets`` sees it, rendered offline with the same patch."""
-    engine = Engine(load_patch(patch_path))
-    ev = make_events(1)
-    ev[0] = (1000, Kind.NOTE_ON, engine.midi_map.notes_to, 0, 60, 100, 0.0)
-    out = OfflineBackend(engine).render(4000, events=ev)
-    engine.close()
-    return int(onsets(out[0])[0]) - 1000
 
 
 @contextlib.contextmanager
@@ -172,7 +160,7 @@ def test_error_log_is_rate_limited_but_counts_everything(capsys):
 def test_jack_midi_is_applied_at_its_frame_offset(jack_server, tmp_path):
     server = jack_server(128)
     patch = write_patch(tmp_path)
-    delay = detector_delay(patch)
+    delay = onset_delay(patch)
     engine, backend = jack_engine(patch, server)
     sender = JackProbe("sender", midi_out=True)
     capture = JackProbe("capture", audio_in=True)
