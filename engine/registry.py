@@ -11,6 +11,7 @@ import importlib
 
 NODE_TYPES: dict[str, str] = {
     "pitch": "instruments.pitch:PitchListener",
+    "ddsp": "instruments.ddsp:DDSPVoice",
     "synth": "instruments.synth:PolySynth",
     "pyo_rack": "engine.fx:PyoRack",
     "safety": "engine.safety:Safety",

@@ -49,7 +49,8 @@ TWO_PI = 2.0 * math.pi
 TAPER_FRACTION = 0.04  # harmonics fade out over the top 4 % below max_hz
 
 
-def taper_hz(max_hz: float) -> float:
+@njit(nogil=True, cache=True)
+def taper_hz(max_hz):
     """Width (Hz) of the fade below ``max_hz`` over which harmonics are silenced."""
     return TAPER_FRACTION * max_hz
 

@@ -47,14 +47,25 @@ def upsample(frames: torch.Tensor, hop: int, prev: torch.Tensor | None = None) -
 
 def harmonic_synth(f0_hz: torch.Tensor, amps: torch.Tensor, hop: int, sr: float, max_hz: float,
                    taper: float, phase0: float = 0.0, f0_prev=None, amps_prev=None) -> torch.Tensor:
-    """(B, T·hop) harmonic bank output from f0 (B, T) Hz and per-harmonic amps (B, T, H)."""
-    f0 = upsample(f0_hz, hop, f0_prev)
-    a = upsample(amps, hop, amps_prev)
-    inc = TWO_PI * f0.clamp_min(0.0).double() / sr
-    phase = torch.remainder(torch.cumsum(inc, dim=1) + phase0, TWO_PI).to(f0.dtype)
-    k = torch.arange(1, amps.shape[-1] + 1, device=amps.device, dtype=f0.dtype)
-    gain = band_gain(f0[..., None] * k, max_hz, taper)
-    return (a * gain * torch.sin(phase[..., None] * k)).sum(-1)
+    """(B, T·hop) harmonic bank output from f0 (B, T) Hz and per-harmonic amps (B, T, H).
+
+    f0 carries no gradient (it is data, not a prediction), so the per-sample
+    basis ``band_gain(k f0) · sin(k phase)`` is built without autograd and each
+    hop is two small matrix products with the interpolated amplitudes.
+    """
+    b, t, n_harm = amps.shape
+    with torch.no_grad():
+        f0 = upsample(f0_hz, hop, f0_prev)
+        inc = TWO_PI * f0.clamp_min(0.0).double() / sr
+        phase = torch.remainder(torch.cumsum(inc, dim=1) + phase0, TWO_PI).to(amps.dtype)
+        k = torch.arange(1, n_harm + 1, device=amps.device, dtype=amps.dtype)
+        basis = band_gain(f0[..., None] * k, max_hz, taper) * torch.sin(phase[..., None] * k)
+        basis = basis.view(b * t, hop, n_harm)
+        ramp = (torch.arange(1, hop + 1, device=amps.device, dtype=amps.dtype) / hop)[:, None]
+    before = torch.cat([amps[:, :1] if amps_prev is None else amps_prev[:, None], amps[:, :-1]], dim=1)
+    start = torch.bmm(basis, before.reshape(b * t, n_harm, 1))
+    slope = torch.bmm(basis, (amps - before).reshape(b * t, n_harm, 1))
+    return (start + ramp * slope).reshape(b, t * hop)
 
 
 def noise_synth(mags: torch.Tensor, noise: torch.Tensor, mat: torch.Tensor, hop: int) -> torch.Tensor:

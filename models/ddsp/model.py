@@ -1,0 +1,104 @@
+"""The DDSP decoder: (f0, loudness, voicing) per control frame → synth controls.
+
+A small causal recurrent net (DDSP's RNN-FC decoder, shrunk to fit a live
+block): an input MLP, one GRU, an output MLP that also sees the inputs.
+Outputs per frame: overall harmonic amplitude, a harmonic distribution over
+:data:`N_HARMONICS` harmonics and :data:`N_BANDS` noise band magnitudes, all
+through DDSP's scaled sigmoid (positive, at most 2). :func:`render` turns them
+into audio with the torch twins of the live kernels.
+
+Input scaling: f0 as MIDI pitch / 127 (0 where f0 ≤ 0), loudness as
+(dB + 100) / 100, voicing 0..1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from instruments.ddsp_kernels import taper_hz
+from models.ddsp import synth_torch as st
+
+N_HARMONICS = 60
+N_BANDS = 65
+NOISE_BIAS = -5.0  # starts the noise quiet, as DDSP does
+LEAK = 0.1  # LeakyReLU slope
+
+
+def exp_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """DDSP's scaled sigmoid: 2 · sigmoid(x)^ln(10) + 1e-7."""
+    return 2.0 * torch.sigmoid(x) ** math.log(10.0) + 1e-7
+
+
+def scale_inputs(f0_hz: torch.Tensor, loudness_db: torch.Tensor, voicing: torch.Tensor) -> torch.Tensor:
+    """(…, 3) network inputs from f0 (Hz), loudness (dB) and voicing (0..1)."""
+    midi = 69.0 + 12.0 * torch.log2(f0_hz.clamp_min(1e-3) / 440.0)
+    f0s = torch.where(f0_hz > 0, midi.clamp(0.0, 127.0) / 127.0, torch.zeros_like(midi))
+    ld = ((loudness_db + 100.0) / 100.0).clamp(0.0, 1.2)
+    return torch.stack([f0s, ld, voicing.clamp(0.0, 1.0)], dim=-1)
+
+
+class Decoder(nn.Module):
+    """f0/loudness/voicing frames (B, T) → amp (B, T), dist (B, T, H), noise mags (B, T, bands)."""
+
+    def __init__(self, hidden: int = 128, sample_rate: int = 24000, hop: int = 64):
+        super().__init__()
+        self.hidden = hidden
+        self.sample_rate = sample_rate
+        self.hop = hop
+        self.inp = nn.Sequential(nn.Linear(3, hidden), nn.LeakyReLU(LEAK), nn.Linear(hidden, hidden),
+                                 nn.LeakyReLU(LEAK))
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+        self.out = nn.Sequential(nn.Linear(hidden + 3, hidden), nn.LeakyReLU(LEAK),
+                                 nn.Linear(hidden, 1 + N_HARMONICS + N_BANDS))
+
+    @property
+    def band_hz(self) -> float:
+        """Top of the harmonic and noise bands: the training Nyquist frequency."""
+        return self.sample_rate / 2.0
+
+    def forward(self, f0_hz, loudness_db, voicing, h0=None):
+        x = scale_inputs(f0_hz, loudness_db, voicing)
+        y, h = self.gru(self.inp(x), h0)
+        raw = self.out(torch.cat([y, x], dim=-1))
+        amp = exp_sigmoid(raw[..., 0])
+        dist = exp_sigmoid(raw[..., 1:1 + N_HARMONICS])
+        mags = exp_sigmoid(raw[..., 1 + N_HARMONICS:] + NOISE_BIAS)
+        return amp, dist, mags, h
+
+
+def render(decoder: Decoder, f0_hz, amp, dist, mags, noise, mat) -> torch.Tensor:
+    """(B, T·hop) audio at the decoder's rate, as the live kernels would make it."""
+    max_hz = decoder.band_hz
+    amps = st.harmonic_amplitudes(amp, dist, f0_hz, max_hz, taper_hz(max_hz))
+    harm = st.harmonic_synth(f0_hz, amps, decoder.hop, decoder.sample_rate, max_hz, taper_hz(max_hz))
+    return harm + st.noise_synth(mags, noise, mat, decoder.hop)
+
+
+def multiscale_spectral_loss(x: torch.Tensor, y: torch.Tensor,
+                             sizes=(2048, 1024, 512, 256, 128, 64)) -> torch.Tensor:
+    """DDSP's loss: Σ over FFT sizes of mean |S_x − S_y| + mean |log S_x − log S_y| (hop = size/4)."""
+    total = x.new_zeros(())
+    for n in sizes:
+        win = torch.hann_window(n, device=x.device)
+        sx = torch.stft(x, n, n // 4, window=win, return_complex=True).abs()
+        sy = torch.stft(y, n, n // 4, window=win, return_complex=True).abs()
+        total = total + (sx - sy).abs().mean() + (torch.log(sx + 1e-7) - torch.log(sy + 1e-7)).abs().mean()
+    return total
+
+
+def save(decoder: Decoder, path, meta: dict) -> None:
+    """Weights + plain-typed metadata, loadable with ``torch.load(..., weights_only=True)``."""
+    torch.save({"state_dict": decoder.state_dict(), "hidden": decoder.hidden,
+                "sample_rate": decoder.sample_rate, "hop": decoder.hop, "meta": meta}, path)
+
+
+def load(path) -> tuple[Decoder, dict]:
+    """The decoder saved by :func:`save` (CPU, eval mode) and its metadata."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    decoder = Decoder(blob["hidden"], blob["sample_rate"], blob["hop"])
+    decoder.load_state_dict(blob["state_dict"])
+    decoder.eval()
+    return decoder, blob["meta"]
