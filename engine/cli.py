@@ -16,6 +16,7 @@ import numpy as np
 # Subcommands that live beside the instruments and models, imported only when used.
 # Each module has ``add_arguments(parser)`` and ``run(args) -> int``.
 TOOLS: dict[str, tuple[str, str]] = {
+    "beats": ("instruments.beat_cli", "print the beats of a WAV as the streaming beat tracker emits them"),
     "pitch": ("instruments.pitch_cli", "track f0, voicing and loudness of a WAV with the streaming pitch listener"),
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 
 NODE_TYPES: dict[str, str] = {
+    "beat": "instruments.beat:BeatTracker",
     "pitch": "instruments.pitch:PitchListener",
     "ddsp": "instruments.ddsp:DDSPVoice",
     "synth": "instruments.synth:PolySynth",

@@ -1,0 +1,285 @@
+"""Beat tracking: the streaming tracker against anchors, on clips this script renders itself.
+
+    python -m bench.beat [--quick] [--tune]
+
+The test set (see :mod:`bench.beat_data`): 24 held-out 30 s clips rendered
+with FluidSynth — steady, abrupt tempo change, rubato, no drums, syncopated
+and 10 dB SNR noise, in 4/4, 3/4 and 6/8, 60–180 BPM. ``--tune`` searches the
+tracker's options on the 24 clips of the tune split (other pieces, other drum
+patterns) and never reads the held-out split.
+
+Per tracker: mir_eval F-measure, CMLt, AMLt (mir_eval's default: the first
+5 s are not scored), F in the 8 s after each abrupt change, the time to the
+first correct beat (first of four consecutive beats within ±70 ms), the error
+of predicted beats (causal trackers that predict), real-time factor on one core.
+
+Anchors: aubio tempo (causal), librosa and essentia (offline references);
+BeatNet and BTrack are listed with why they did not run when they cannot.
+Writes bench/results/beat.json and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from bench.beat_data import SAMPLE_RATE, Clip, load_clips  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "beat.json"
+KINDS = ("steady", "change", "rubato", "no_drums", "syncopated", "noise")
+QUICK_CLIPS = 12  # two of each kind
+
+
+# ------------------------------------------------------------------ trackers
+
+
+def run_cadenza(audio: np.ndarray, sr: int, **options) -> dict:
+    from instruments.beat_cli import track
+
+    t0 = time.perf_counter()
+    result = track(audio, sr, 128, **options)
+    elapsed = time.perf_counter() - t0
+    return {"beats": result.beats, "predicted": result.predicted, "issued": result.issued, "elapsed": elapsed}
+
+
+def run_aubio(audio: np.ndarray, sr: int) -> dict:
+    """aubio tempo at its documented defaults (1024-sample window, 512 hop), fed hop by hop."""
+    import aubio
+
+    win, hop = 1024, 512
+    t0 = time.perf_counter()
+    tracker = aubio.tempo("default", win, hop, sr)
+    beats = []
+    n = len(audio) // hop
+    for i in range(n):
+        if tracker(audio[i * hop: (i + 1) * hop].astype(np.float32)):
+            beats.append(tracker.get_last_s())
+    return {"beats": np.array(beats), "elapsed": time.perf_counter() - t0}
+
+
+def run_librosa(audio: np.ndarray, sr: int) -> dict:
+    import librosa
+
+    t0 = time.perf_counter()
+    y = librosa.resample(audio, orig_sr=sr, target_sr=22050)
+    _, beats = librosa.beat.beat_track(y=y, sr=22050, units="time")
+    return {"beats": np.asarray(beats), "elapsed": time.perf_counter() - t0}
+
+
+def run_essentia(audio: np.ndarray, sr: int) -> dict:
+    import essentia.standard as es
+
+    t0 = time.perf_counter()
+    beats, _ = es.BeatTrackerMultiFeature()(audio.astype(np.float32))
+    return {"beats": np.asarray(beats), "elapsed": time.perf_counter() - t0}
+
+
+def unavailable_anchors() -> dict[str, str]:
+    """Anchors the issue names that cannot run in this environment, with the reason seen."""
+    reasons = {}
+    try:
+        import BeatNet  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - any import failure is the reason reported
+        reasons["BeatNet online"] = f"import failed: {type(exc).__name__}: {exc}"[:200]
+    reasons.setdefault("BTrack", "no Python package on PyPI ('btrack' is an unrelated cell tracker); "
+                                 "its repository cannot be fetched here")
+    return reasons
+
+
+CAUSAL = {"cadenza": True, "aubio": True, "librosa": False, "essentia": False}
+
+
+# ------------------------------------------------------------------ scores
+
+
+def first_correct(est: np.ndarray, ref: np.ndarray, run: int = 4, tol: float = 0.07) -> float:
+    """Time of the first of ``run`` consecutive estimated beats each within ``tol`` s of a reference beat."""
+    if len(est) < run or len(ref) == 0:
+        return float("inf")
+    ok = np.min(np.abs(est[:, None] - ref[None, :]), axis=1) <= tol
+    for i in range(len(est) - run + 1):
+        if ok[i: i + run].all():
+            return float(est[i])
+    return float("inf")
+
+
+def score_clip(clip: Clip, out: dict) -> dict:
+    import mir_eval
+
+    ref, est = clip.beats, np.sort(np.asarray(out["beats"], float))
+    scores = mir_eval.beat.evaluate(ref, est)
+    row = {"f": scores["F-measure"], "cmlt": scores["Correct Metric Level Total"],
+           "amlt": scores["Any Metric Level Total"], "first_correct_s": first_correct(est, ref),
+           "rtf": out["elapsed"] / (len(clip.audio) / SAMPLE_RATE)}
+    if clip.change_s is not None:
+        lo, hi = clip.change_s, clip.change_s + 8.0
+        row["f_after_change"] = mir_eval.beat.f_measure(ref[(ref >= lo) & (ref < hi)], est[(est >= lo) & (est < hi)])
+    if "predicted" in out and len(out["predicted"]):
+        pred = out["predicted"][out["predicted"] >= 5.0]
+        if len(pred):
+            row["pred_err_s"] = (pred[:, None] - ref[None, :])[np.arange(len(pred)),
+                                                              np.argmin(np.abs(pred[:, None] - ref[None, :]), axis=1)].tolist()
+            row["pred_lead_s"] = float(np.min((out["predicted"] - out["issued"])))
+    return row
+
+
+def summarise(rows: list[dict], clips: list[Clip]) -> dict:
+    f = np.array([r["f"] for r in rows])
+    s = {"mean_f": float(f.mean()), "min_f": float(f.min()),
+         "cmlt": float(np.mean([r["cmlt"] for r in rows])), "amlt": float(np.mean([r["amlt"] for r in rows])),
+         "rtf": float(np.mean([r["rtf"] for r in rows]))}
+    after = [r["f_after_change"] for r in rows if "f_after_change" in r]
+    s["f_after_change"] = float(np.mean(after)) if after else None
+    first = np.array([r["first_correct_s"] for r in rows])
+    s["first_correct_median_s"] = float(np.median(first))
+    s["first_correct_max_s"] = float(first.max()) if np.isfinite(first).all() else None
+    s["first_correct_never"] = int((~np.isfinite(first)).sum())
+    errs = np.abs(np.concatenate([r.get("pred_err_s", []) for r in rows])) if rows else np.zeros(0)
+    if len(errs):
+        s["pred_err_median_ms"] = float(np.median(errs) * 1e3)
+        s["pred_err_p90_ms"] = float(np.percentile(errs, 90) * 1e3)
+        s["pred_min_lead_ms"] = float(min(r["pred_lead_s"] for r in rows if "pred_lead_s" in r) * 1e3)
+    s["per_kind_f"] = {k: float(np.mean([r["f"] for r, c in zip(rows, clips) if c.spec.kind == k]))
+                       for k in KINDS if any(c.spec.kind == k for c in clips)}
+    s["per_meter_f"] = {m: float(np.mean([r["f"] for r, c in zip(rows, clips) if c.spec.meter == m]))
+                        for m in ("4/4", "3/4", "6/8")}
+    return s
+
+
+# ------------------------------------------------------------------ runs
+
+
+def evaluate(clips: list[Clip], trackers: dict) -> dict:
+    per_clip = {}
+    for name, fn in trackers.items():
+        rows = []
+        for clip in clips:
+            row = score_clip(clip, fn(clip.audio, SAMPLE_RATE))
+            row["clip"] = clip.spec.name
+            rows.append(row)
+        per_clip[name] = rows
+    return per_clip
+
+
+TUNE_GRID = {
+    "delay_ms": [0.0, 10.0, 20.0, 30.0],
+    "kappa": [1.0, 2.0, 4.0],
+    "lambda_o": [8.0, 16.0, 32.0],
+    "lambda_t": [30.0, 100.0, 300.0],
+    "jump": [1e-5, 1e-4, 1e-3, 1e-2],
+    "prior_bpm": [90.0, 110.0, 130.0],
+    "prior_octaves": [0.5, 1.0, 2.0],
+    "max_filter": [0, 1, 2],
+    "window_ms": [23.0, 46.0],
+}
+
+
+def tune(clips: list[Clip], rounds: int = 2) -> dict:
+    """Coordinate search of the tracker's options on the tune split: maximise mean F (+ min F / 2)."""
+    from instruments.beat import BeatTracker
+
+    best = {k: BeatTracker.OPTIONS[k].default for k in TUNE_GRID}
+
+    def objective(opts):
+        rows = [score_clip(c, run_cadenza(c.audio, SAMPLE_RATE, **opts)) for c in clips]
+        f = np.array([r["f"] for r in rows])
+        return float(f.mean() + 0.5 * f.min()), float(f.mean()), float(f.min())
+
+    best_score = objective(best)
+    print(f"start {best_score} {best}", flush=True)
+    for _ in range(rounds):
+        for key, values in TUNE_GRID.items():
+            for v in values:
+                if v == best[key]:
+                    continue
+                trial = dict(best, **{key: v})
+                score = objective(trial)
+                print(f"  {key}={v}: {score[0]:.4f} (mean {score[1]:.3f}, min {score[2]:.3f})", flush=True)
+                if score[0] > best_score[0] + 1e-4:
+                    best, best_score = trial, score
+        print(f"round {best_score} {best}", flush=True)
+    return {"options": best, "objective": best_score[0], "mean_f": best_score[1], "min_f": best_score[2]}
+
+
+def table(summary: dict, unavailable: dict) -> str:
+    def fmt(v, spec=".3f"):
+        return "–" if v is None else format(v, spec)
+
+    lines = ["| tracker | causal | mean F | min F | CMLt | AMLt | F after change | first correct (median / max s) "
+             "| pred. err median / p90 (ms) | RTF |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, s in summary.items():
+        pred = (f"{s['pred_err_median_ms']:.1f} / {s['pred_err_p90_ms']:.1f}" if "pred_err_median_ms" in s else "–")
+        first = f"{s['first_correct_median_s']:.2f} / {fmt(s['first_correct_max_s'], '.2f')}"
+        if s["first_correct_never"]:
+            first += f" ({s['first_correct_never']} never)"
+        lines.append(f"| {name} | {'yes' if CAUSAL[name] else 'no (reference)'} | {s['mean_f']:.3f} | "
+                     f"{s['min_f']:.3f} | {s['cmlt']:.3f} | {s['amlt']:.3f} | {fmt(s['f_after_change'])} | "
+                     f"{first} | {pred} | {s['rtf']:.4f} |")
+    for name, why in unavailable.items():
+        lines.append(f"| {name} | yes | not run: {why} |||||||||")
+    kinds = list(next(iter(summary.values()))["per_kind_f"])
+    lines += ["", "Mean F per clip kind:", "", "| tracker | " + " | ".join(kinds) + " | 4/4 | 3/4 | 6/8 |",
+              "|---|" + "---|" * (len(kinds) + 3)]
+    for name, s in summary.items():
+        lines.append(f"| {name} | " + " | ".join(f"{s['per_kind_f'][k]:.3f}" for k in kinds) + " | "
+                     + " | ".join(f"{s['per_meter_f'][m]:.3f}" for m in ("4/4", "3/4", "6/8")) + " |")
+    return "\n".join(lines)
+
+
+def _finite(obj):
+    """The result with infinities (never correct) as null, for strict JSON."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_CLIPS} held-out clips, under 3 minutes")
+    parser.add_argument("--tune", action="store_true", help="search the tracker's options on the tune split")
+    args = parser.parse_args(argv)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
+    if args.tune:
+        result = tune(load_clips("tune"))
+        print(json.dumps(result, indent=1))
+        return 0
+    clips = load_clips("test")
+    if args.quick:
+        clips = [c for k in KINDS for c in [c for c in clips if c.spec.kind == k][:2]]
+    run_cadenza(clips[0].audio[:SAMPLE_RATE], SAMPLE_RATE)  # compile / load the numba cache first
+    trackers = {"cadenza": run_cadenza, "aubio": run_aubio, "librosa": run_librosa, "essentia": run_essentia}
+    per_clip = evaluate(clips, trackers)
+    summary = {name: summarise(rows, clips) for name, rows in per_clip.items()}
+    unavailable = unavailable_anchors()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "command": "python -m bench.beat" + (" --quick" if args.quick else ""),
+        "clips": [{"name": c.spec.name, "kind": c.spec.kind, "meter": c.spec.meter, "bpm": c.spec.bpm,
+                   "bpm2": c.spec.bpm2, "piece": c.spec.piece, "pattern": c.spec.pattern} for c in clips],
+        "trackers": {name: {"causal": CAUSAL[name], **s} for name, s in summary.items()},
+        "unavailable": unavailable,
+        "per_clip": {name: [{k: v for k, v in r.items() if k != "pred_err_s"} for r in rows]
+                     for name, rows in per_clip.items()},
+    }
+    RESULTS.write_text(json.dumps(_finite(result), indent=1))
+    print(table(summary, unavailable))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,174 @@
+"""A causal streaming beat tracker: beats as they happen, and the next one before it happens.
+
+:class:`BeatTracker` is a listener node. It hears one audio input, and per
+block publishes
+
+- ``bpm``: the tempo of the most likely state (beats per minute);
+- ``phase``: position inside the current beat, 0 at the beat, rising to 1;
+- ``confidence``: 0..1, how concentrated the beat-phase belief is (0 while
+  the input is silent);
+- ``next_beat_s``: seconds from this block's first frame to the next
+  predicted beat (so it is known a block or more before the beat);
+
+and emits ``Kind.BEAT`` events (value = bpm, a = beat index) at the sample
+where the tracker places the beat — the predicted sample when it is locked,
+else the sample where it decides — plus one ``Kind.BEAT_PREDICTION`` per beat,
+``lead`` seconds ahead (value = seconds from the event to the predicted beat).
+
+The onset novelty and the bar-pointer forward pass are in
+:mod:`instruments.beat_kernels`. Zero lookahead; deterministic.
+The same object runs over a file in :mod:`instruments.beat_cli`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.events import Kind
+from engine.node import Context, Node, NodeIO, Option
+from instruments import beat_kernels as bk
+
+MAX_EVENTS = 16  # per block: a few beats and predictions at most
+LOW_HZ = 250.0  # bands centred below this get the ``low_boost``
+
+
+class BeatTracker(Node):
+    """Streaming beat tracker node: one mono audio input, controls and beat events out."""
+
+    OPTIONS = {
+        "min_bpm": Option(float, default=55.0, lo=20.0, hi=300.0, doc="slowest tempo tracked, BPM"),
+        "max_bpm": Option(float, default=215.0, lo=30.0, hi=400.0, doc="fastest tempo tracked, BPM"),
+        "fps": Option(float, default=100.0, lo=50.0, hi=400.0, doc="novelty frames per second"),
+        "window_ms": Option(float, default=46.0, lo=10.0, hi=200.0,
+                            doc="analysis window, ms (rounded to a power of two in samples)"),
+        "delay_ms": Option(float, default=10.0, lo=0.0, hi=200.0,
+                           doc="how far a frame's onset evidence lags its last sample, ms"),
+        "kappa": Option(float, default=2.0, lo=0.01, hi=100.0,
+                        doc="novelty → activation: (flux / (flux + kappa * running mean)) ** gamma"),
+        "gamma": Option(float, default=1.0, lo=0.25, hi=8.0,
+                        doc="activation exponent: > 1 keeps only the strongest onsets"),
+        "lambda_o": Option(float, default=16.0, lo=2.0, hi=64.0,
+                           doc="observation: the first 1/lambda_o of each beat is the (tapered) beat region"),
+        "lambda_t": Option(float, default=100.0, lo=1.0, hi=1000.0,
+                           doc="tempo transition sharpness at each beat"),
+        "jump": Option(float, default=1e-4, lo=0.0, hi=0.5, doc="probability of a free tempo jump per beat"),
+        "prior_bpm": Option(float, default=110.0, lo=30.0, hi=300.0, doc="centre of the tempo prior, BPM"),
+        "prior_octaves": Option(float, default=1.0, lo=0.0, hi=10.0,
+                                doc="width of the tempo prior, octaves (0: flat)"),
+        "bands_per_octave": Option(int, default=12, lo=3, hi=48),
+        "low_boost": Option(float, default=0.0, lo=0.0, hi=20.0,
+                            doc="extra weight of the flux below 250 Hz (kick, bass)"),
+        "max_filter": Option(int, default=1, lo=0, hi=8, doc="SuperFlux neighbour bands each side"),
+        "gate_db": Option(float, default=-60.0, lo=-120.0, hi=0.0,
+                          doc="input power (dBFS) below which no beats are emitted"),
+        "conf_min": Option(float, default=0.3, lo=0.0, hi=1.0, doc="confidence below which no beats are emitted"),
+        "lead": Option(float, default=0.1, lo=0.0, hi=2.0,
+                       doc="how long before a predicted beat its prediction event is sent, s"),
+    }
+    CONTROLS = {
+        "bpm": "tempo, beats per minute",
+        "phase": "position in the beat, 0 at the beat .. 1",
+        "confidence": "0..1 belief in the beat phase (0 when silent)",
+        "next_beat_s": "seconds from the block start to the next predicted beat",
+    }
+
+    def __init__(self, node_id: str, **options):
+        super().__init__(node_id, **options)
+        if self.options["min_bpm"] >= self.options["max_bpm"]:
+            raise ValueError(f"node.{node_id}: min_bpm must be below max_bpm")
+        self.inputs = {"in": 1}
+        self.controls = dict(self.CONTROLS)
+        self.ready = False
+
+    def prepare(self, ctx: Context) -> None:
+        o = self.options
+        sr = float(ctx.sample_rate)
+        self.sample_rate = sr
+        hop = max(1, int(round(sr / o["fps"])))
+        fps = sr / hop
+        win = 1 << int(np.round(np.log2(o["window_ms"] * 1e-3 * sr)))
+        self.hop, self.fps, self.win = hop, fps, win
+        self.rev, self.cos_t, self.sin_t = bk.fft_tables(win)
+        self.window = np.hanning(win).astype(np.float64)
+        self.b_start, self.b_len, self.b_w = bk.log_filterbank(win, sr, o["bands_per_octave"])
+        n_bands = self.b_start.shape[0]
+        centre_hz = (self.b_start + self.b_len / 2) * sr / win
+        self.b_gain = 1.0 + o["low_boost"] * (centre_hz < LOW_HZ)
+        self.tau, self.off, self.obs_w, self.trans, self.prior = bk.state_space(
+            fps, o["min_bpm"], o["max_bpm"], o["lambda_t"], o["jump"], o["prior_bpm"],
+            o["prior_octaves"], o["lambda_o"])
+        n_states = int(self.tau.sum())
+        self.state_tempo = np.repeat(np.arange(self.tau.shape[0]), self.tau).astype(np.int64)
+        positions = np.arange(n_states) - self.off[self.state_tempo]
+        self.hist = np.zeros(20, np.float64)
+        self.state_bin = (positions * len(self.hist)) // self.tau[self.state_tempo]
+        cfg = np.zeros(bk.N_CFG, np.float64)
+        cfg[bk.C_SR] = sr
+        cfg[bk.C_HOP] = hop
+        cfg[bk.C_WIN] = win
+        cfg[bk.C_DELAY] = o["delay_ms"] * 1e-3 * sr
+        cfg[bk.C_KAPPA] = o["kappa"]
+        cfg[bk.C_GAMMA] = o["gamma"]
+        cfg[bk.C_MU_COEF] = np.exp(-1.0 / (2.0 * fps))  # 2 s running mean of the flux
+        cfg[bk.C_LEVEL_COEF] = np.exp(-1.0 / (0.5 * sr))  # 0.5 s power average
+        cfg[bk.C_GATE_DB] = o["gate_db"]
+        cfg[bk.C_CONF_MIN] = o["conf_min"]
+        cfg[bk.C_LEAD] = o["lead"] * sr
+        cfg[bk.C_MIN_LEAD] = ctx.block
+        cfg[bk.C_LATE_TOL] = 0.25
+        cfg[bk.C_OBS_FLOOR] = 1e-3
+        cfg[bk.C_NOVELTY_FLOOR] = 1e-3
+        self.cfg = cfg
+        self.st = np.zeros(bk.N_ST, np.float64)
+        self.ring = np.zeros(win, np.float64)
+        self.frame = np.zeros(win, np.float64)
+        self.re = np.zeros(win // 2, np.float64)
+        self.im = np.zeros(win // 2, np.float64)
+        self.mag = np.zeros(win // 2 + 1, np.float64)
+        self.cur = np.zeros(n_bands, np.float64)
+        self.prev = np.zeros(n_bands, np.float64)
+        self.alpha = np.zeros(n_states, np.float64)
+        self.tmp = np.zeros(n_states, np.float64)
+        self.ends = np.zeros(self.tau.shape[0], np.float64)
+        self.ev_off = np.zeros(MAX_EVENTS, np.int64)
+        self.ev_kind = np.zeros(MAX_EVENTS, np.int64)
+        self.ev_a = np.zeros(MAX_EVENTS, np.int64)
+        self.ev_val = np.zeros(MAX_EVENTS, np.float64)
+        self.act_log = np.zeros(0, np.float64)
+        self.ready = True
+        self.reset()
+        # compile (or load from cache) and leave the state untouched
+        scratch = {k: np.zeros(ctx.block, np.float32) for k in self.CONTROLS}
+        self._run(np.zeros(ctx.block, np.float32), 0, scratch)
+        self.reset()
+
+    def reset(self) -> None:
+        if not self.ready:
+            return
+        self.st[:] = 0.0
+        self.st[bk.S_LAST_BEAT] = -1e18
+        self.st[bk.S_LAST_PRED] = -1e18
+        self.ring[:] = 0.0
+        self.prev[:] = 0.0
+        bk.reset_alpha(self.alpha, self.tau, self.off, self.prior)
+
+    def log_activations(self, frames: int) -> None:
+        """Keep the first ``frames`` observations (0..1) in ``self.act_log`` (not for live use)."""
+        self.act_log = np.zeros(frames, np.float64)
+
+    def _run(self, x: np.ndarray, block_start: int, out: dict) -> int:
+        return bk.beat_block(
+            x, block_start, self.cfg, self.st, self.ring, self.window, self.frame, self.re, self.im, self.mag,
+            self.rev,
+            self.cos_t, self.sin_t, self.b_start, self.b_len, self.b_w, self.b_gain, self.cur, self.prev,
+            self.options["max_filter"], self.alpha, self.tmp, self.ends, self.hist, self.tau, self.off,
+            self.trans, self.obs_w, self.options["lambda_o"], self.state_tempo, self.state_bin,
+            out["bpm"], out["phase"], out["confidence"], out["next_beat_s"],
+            self.ev_off, self.ev_kind, self.ev_a, self.ev_val, self.act_log)
+
+    def process(self, io: NodeIO) -> None:
+        x = io.inputs["in"][0]
+        n = self._run(x, io.block_start, io.published)
+        for k in range(n):
+            kind = Kind.BEAT if self.ev_kind[k] == bk.EV_BEAT else Kind.BEAT_PREDICTION
+            io.emit(int(self.ev_off[k]), kind, 0, int(self.ev_a[k]), 0, float(self.ev_val[k]))

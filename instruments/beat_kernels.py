@@ -1,0 +1,406 @@
+"""Numba kernels of the streaming beat tracker: onset novelty and the bar-pointer forward pass.
+
+Onset novelty (one value per hop, ``fps`` frames per second): a Hann-windowed
+FFT of the newest ``win`` samples, magnitudes summed into log-spaced triangular
+bands (``bands_per_octave``), compressed with ``log10(1 + x)``, then the
+positive spectral flux against the previous frame, each band compared with the
+maximum of its neighbours (the SuperFlux trick, so vibrato does not count).
+
+Beat inference: the state space of Krebs, Böck & Widmer (2015), "An efficient
+state space model for joint tempo and meter tracking". A state is (tempo,
+position): tempo ``j`` has an integer beat interval ``tau[j]`` frames and
+positions ``0 .. tau[j]-1``; position 0 is the beat. Position advances one per
+frame; at the wrap the tempo may change with probability
+``exp(-lambda_t * |tau_i / tau_j - 1|)`` plus a small uniform jump. The
+observation favours the first ``1/lambda_o`` of each beat when the novelty is
+high. Only the forward (filtering) pass runs: zero lookahead.
+
+The frame finished at absolute sample ``S`` stands for audio time
+``S - delay`` (``delay`` compensates the analysis window's centre). From the
+most likely state (tempo ``j``, position ``p``) the next beat is predicted at
+``S - delay + (tau[j] - p) * hop``. The beat is emitted at that sample when
+it falls before the next frame's decision; when the state jumps so that a beat
+was due a little while ago, it is emitted at once (never stamped earlier than
+the sample where the decision is made).
+
+All state lives in preallocated arrays; nothing here allocates per block.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# indices into the float64 config array ``cfg``
+C_SR, C_HOP, C_WIN, C_DELAY, C_KAPPA, C_MU_COEF, C_LEVEL_COEF, C_GATE_DB, \
+    C_CONF_MIN, C_LEAD, C_MIN_LEAD, C_LATE_TOL, C_OBS_FLOOR, C_NOVELTY_FLOOR, C_GAMMA = range(15)
+N_CFG = 15
+
+# indices into the float64 state array ``st``
+S_FILL, S_WPOS, S_HOPC, S_FRAMES, S_MU, S_LEVEL, S_PRED, S_PERIOD, S_LAST_BEAT, \
+    S_LAST_PRED, S_BEATS, S_CONF, S_BPM, S_ACTIVE = range(14)
+N_ST = 14
+
+# event kinds written to the kernel's event buffer (mirror engine.events.Kind)
+EV_BEAT = 8
+EV_PREDICTION = 13
+
+
+# --------------------------------------------------------------------------- FFT
+
+
+def fft_tables(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tables for a real FFT of size ``n`` done as a complex FFT of size ``n // 2``.
+
+    Returns the bit-reversal permutation of ``n // 2`` and the twiddles
+    ``exp(-2 pi i k / n)`` (cos, sin) for k < n // 2.
+    """
+    m = n // 2
+    bits = int(round(math.log2(m)))
+    if 1 << bits != m or m < 2:
+        raise ValueError("FFT size must be a power of two >= 4")
+    idx = np.arange(m)
+    rev = np.zeros(m, np.int64)
+    for b in range(bits):
+        rev |= ((idx >> b) & 1) << (bits - 1 - b)
+    k = np.arange(m)
+    return rev, np.cos(2 * np.pi * k / n), -np.sin(2 * np.pi * k / n)
+
+
+@njit(nogil=True, cache=True)
+def _fft(re, im, rev, cos_t, sin_t, tw_step):
+    """In-place iterative radix-2 complex FFT of size ``re.shape[0]`` (twiddle stride ``tw_step``)."""
+    n = re.shape[0]
+    for i in range(n):
+        j = rev[i]
+        if j > i:
+            t = re[i]
+            re[i] = re[j]
+            re[j] = t
+            t = im[i]
+            im[i] = im[j]
+            im[j] = t
+    size = 2
+    while size <= n:
+        half = size // 2
+        step = (n // size) * tw_step
+        for k in range(half):
+            wr = cos_t[k * step]
+            wi = sin_t[k * step]
+            for a in range(k, n, size):
+                b = a + half
+                tr = wr * re[b] - wi * im[b]
+                ti = wr * im[b] + wi * re[b]
+                re[b] = re[a] - tr
+                im[b] = im[a] - ti
+                re[a] += tr
+                im[a] += ti
+        size *= 2
+
+
+@njit(nogil=True, cache=True)
+def rfft_mag(frame, re, im, mag, rev, cos_t, sin_t):
+    """Magnitudes of bins 0 .. n/2 of the real FFT of ``frame`` (n,); ``re``/``im`` are (n/2,) scratch."""
+    m = re.shape[0]
+    for k in range(m):
+        re[k] = frame[2 * k]
+        im[k] = frame[2 * k + 1]
+    _fft(re, im, rev, cos_t, sin_t, 2)
+    mag[0] = abs(re[0] + im[0])
+    mag[m] = abs(re[0] - im[0])
+    for k in range(1, m):
+        zr, zi = re[k], im[k]
+        cr, ci = re[m - k], -im[m - k]  # conj(Z[m - k])
+        er, ei = 0.5 * (zr + cr), 0.5 * (zi + ci)  # even part
+        dr, di = 0.5 * (zr - cr), 0.5 * (zi - ci)  # odd part times i
+        # X[k] = E + W^k * (-i) * D
+        orr, oi = di, -dr
+        wr, wi = cos_t[k], sin_t[k]
+        xr = er + wr * orr - wi * oi
+        xi = ei + wr * oi + wi * orr
+        mag[k] = math.sqrt(xr * xr + xi * xi)
+
+
+# --------------------------------------------------------------------------- filterbank
+
+
+def log_filterbank(win: int, sr: float, bands_per_octave: int = 12, fmin: float = 30.0,
+                   fmax: float = 17000.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Triangular log-spaced bands over the ``win // 2 + 1`` FFT bins, each of unit area.
+
+    Returns (start bin, length, weights packed one band after another).
+    """
+    n_bins = win // 2 + 1
+    fmax = min(fmax, sr / 2 * 0.98)
+    n_oct = math.log2(fmax / fmin)
+    centers = fmin * 2.0 ** (np.arange(int(n_oct * bands_per_octave) + 1) / bands_per_octave)
+    bins = np.unique(np.round(centers * win / sr).astype(np.int64))
+    bins = bins[(bins > 0) & (bins < n_bins)]
+    starts, lengths, weights = [], [], []
+    for i in range(1, len(bins) - 1):
+        lo, mid, hi = bins[i - 1], bins[i], bins[i + 1]
+        w = np.concatenate([np.linspace(0, 1, mid - lo, endpoint=False), np.linspace(1, 0, hi - mid + 1)])
+        w = w[1:-1] if len(w) > 2 else np.ones(1)
+        first = lo + 1 if hi - lo > 1 else mid
+        w = w / w.sum()
+        starts.append(first)
+        lengths.append(len(w))
+        weights.append(w)
+    return (np.array(starts, np.int64), np.array(lengths, np.int64), np.concatenate(weights))
+
+
+# --------------------------------------------------------------------------- state space
+
+
+def state_space(fps: float, min_bpm: float, max_bpm: float, lambda_t: float, jump: float,
+                prior_bpm: float, prior_octaves: float, lambda_o: float):
+    """Tempo intervals, state offsets, beat-region weights, tempo transitions and the tempo prior.
+
+    ``tau``: beat interval of each tempo (frames); ``off``: first state of each
+    tempo in the flat state vector; ``obs_w``: per state, how much it counts as
+    "beat" (1 at position 0, falling linearly to 0 over the first ``tau / lambda_o``
+    positions, so the strongest frame of an onset lands on the beat);
+    ``trans[i, j]``: probability of tempo ``i`` → ``j`` at a beat; ``prior``:
+    start distribution over tempi (log-normal around ``prior_bpm``).
+    """
+    tau = np.arange(int(math.floor(60 * fps / max_bpm)), int(math.ceil(60 * fps / min_bpm)) + 1)
+    off = np.concatenate([[0], np.cumsum(tau)[:-1]]).astype(np.int64)
+    region = np.maximum(1.0, tau / lambda_o)
+    obs_w = np.concatenate([np.clip(1.0 - np.arange(t) / r, 0.0, 1.0) for t, r in zip(tau, region)])
+    bpm = 60.0 * fps / tau
+    if prior_octaves > 0:
+        prior = np.exp(-0.5 * (np.log2(bpm / prior_bpm) / prior_octaves) ** 2)
+    else:
+        prior = np.ones(len(tau))
+    prior /= prior.sum()
+    ratio = tau[None, :] / tau[:, None]
+    trans = np.exp(-lambda_t * np.abs(ratio - 1.0))
+    trans /= trans.sum(axis=1, keepdims=True)
+    trans = (1.0 - jump) * trans + jump * prior[None, :]
+    return tau.astype(np.int64), off, obs_w, np.ascontiguousarray(trans), prior
+
+
+@njit(nogil=True, cache=True)
+def reset_alpha(alpha, tau, off, prior):
+    """Spread each tempo's prior mass evenly over its positions."""
+    for j in range(tau.shape[0]):
+        v = prior[j] / tau[j]
+        for p in range(tau[j]):
+            alpha[off[j] + p] = v
+
+
+# --------------------------------------------------------------------------- per frame
+
+
+@njit(nogil=True, cache=True)
+def _novelty(ring, wpos, window, frame, re, im, mag, rev, cos_t, sin_t, b_start, b_len, b_w, b_gain,
+             cur, prev, max_w):
+    """Spectral flux of the newest window in ``ring`` (write position ``wpos``), band ``b`` weighted ``b_gain[b]``."""
+    n = window.shape[0]
+    for i in range(n):
+        frame[i] = ring[(wpos + i) % n] * window[i]
+    rfft_mag(frame, re, im, mag, rev, cos_t, sin_t)
+    k = 0
+    for b in range(b_start.shape[0]):
+        acc = 0.0
+        for i in range(b_len[b]):
+            acc += b_w[k] * mag[b_start[b] + i]
+            k += 1
+        cur[b] = math.log10(1.0 + acc)
+    nb = cur.shape[0]
+    flux = 0.0
+    for b in range(nb):
+        ref = prev[b]
+        for d in range(1, max_w + 1):
+            if b - d >= 0 and prev[b - d] > ref:
+                ref = prev[b - d]
+            if b + d < nb and prev[b + d] > ref:
+                ref = prev[b + d]
+        diff = cur[b] - ref
+        if diff > 0.0:
+            flux += diff * b_gain[b]
+    for b in range(nb):
+        prev[b] = cur[b]
+    return flux
+
+
+@njit(nogil=True, cache=True)
+def _forward(alpha, tmp, tau, off, trans, ends, obs_w, act, obs_floor, lambda_o):
+    """One forward step with observation ``act`` (0..1); returns the arg-max state index.
+
+    State ``s`` weighs the beat likelihood by ``obs_w[s]`` (1 at the beat, falling to 0
+    across the beat region, 0 elsewhere): ``w * a + (1 - w) * (1 - a) / (lambda_o - 1)``.
+    """
+    n_t = tau.shape[0]
+    for j in range(n_t):
+        ends[j] = alpha[off[j] + tau[j] - 1]
+    for j in range(n_t):
+        o = off[j]
+        for p in range(tau[j] - 1, 0, -1):
+            tmp[o + p] = alpha[o + p - 1]
+    for j in range(n_t):
+        acc = 0.0
+        for i in range(n_t):
+            acc += ends[i] * trans[i, j]
+        tmp[off[j]] = acc
+    a = min(max(act, obs_floor), 1.0 - obs_floor)
+    p_non = (1.0 - a) / (lambda_o - 1.0)
+    total = 0.0
+    for s in range(alpha.shape[0]):
+        w = obs_w[s]
+        v = tmp[s] * (w * a + (1.0 - w) * p_non)
+        alpha[s] = v
+        total += v
+    best = 0
+    best_v = -1.0
+    inv = 1.0 / total if total > 0.0 else 0.0
+    for s in range(alpha.shape[0]):
+        v = alpha[s] * inv
+        alpha[s] = v
+        if v > best_v:
+            best_v = v
+            best = s
+    return best
+
+
+@njit(nogil=True, cache=True)
+def _phase_confidence(alpha, state_bin, hist):
+    """Mass of the posterior's densest fifth of beat phase (circular, 20 bins): 0.2 .. 1."""
+    nbin = hist.shape[0]
+    for k in range(nbin):
+        hist[k] = 0.0
+    for s in range(alpha.shape[0]):
+        hist[state_bin[s]] += alpha[s]
+    best = 0.0
+    for k in range(nbin):
+        acc = 0.0
+        for d in range(-2, 3):
+            acc += hist[(k + d) % nbin]
+        if acc > best:
+            best = acc
+    return best
+
+
+# --------------------------------------------------------------------------- per block
+
+
+@njit(nogil=True, cache=True)
+def _emit(ev_off, ev_kind, ev_a, ev_val, n_ev, offset, kind, a, value):
+    if n_ev < ev_off.shape[0]:
+        ev_off[n_ev] = offset
+        ev_kind[n_ev] = kind
+        ev_a[n_ev] = a
+        ev_val[n_ev] = value
+        return n_ev + 1
+    return n_ev
+
+
+@njit(nogil=True, cache=True)
+def beat_block(x, block_start, cfg, st, ring, window, frame, re, im, mag, rev, cos_t, sin_t,
+               b_start, b_len, b_w, b_gain, cur, prev, max_w, alpha, tmp, ends, hist,
+               tau, off, trans, obs_w, lambda_o, state_tempo, state_bin,
+               bpm_out, phase_out, conf_out, next_out, ev_off, ev_kind, ev_a, ev_val, act_log):
+    """Track one block of mono audio ``x`` (frames,) starting at absolute sample ``block_start``.
+
+    Fills the per-frame controls (bpm, phase 0..1, confidence 0..1, seconds
+    from the block start to the next predicted beat) and writes events into
+    ``ev_*`` (offset in frames, kind, beat index, value: bpm for a beat,
+    seconds ahead for a prediction); returns their count. ``act_log``, where
+    it has room, receives each frame's observation (for tests and plots).
+    """
+    n = x.shape[0]
+    sr = cfg[C_SR]
+    hop = int(cfg[C_HOP])
+    win = ring.shape[0]
+    lc = cfg[C_LEVEL_COEF]
+    n_ev = 0
+    i = 0
+    while i < n:
+        todo = min(n - i, hop - int(st[S_HOPC]))
+        seg0 = block_start + i
+        seg1 = seg0 + todo
+        # decisions from the last frame, over the samples until the next one
+        period = st[S_PERIOD]
+        if st[S_ACTIVE] > 0.0 and period > 0.0:
+            pred = st[S_PRED]
+            t_pred = math.ceil(max(pred - cfg[C_LEAD], float(seg0)))
+            if t_pred < seg1 and pred - t_pred >= cfg[C_MIN_LEAD] and abs(pred - st[S_LAST_PRED]) > 0.5 * period:
+                n_ev = _emit(ev_off, ev_kind, ev_a, ev_val, n_ev, t_pred - block_start, EV_PREDICTION,
+                             int(st[S_BEATS]) % 32768, (pred - t_pred) / sr)
+                st[S_LAST_PRED] = pred
+            t_beat = math.ceil(pred)
+            if seg0 <= t_beat < seg1 and pred - st[S_LAST_BEAT] > 0.5 * period:
+                n_ev = _emit(ev_off, ev_kind, ev_a, ev_val, n_ev, t_beat - block_start, EV_BEAT,
+                             int(st[S_BEATS]) % 32768, st[S_BPM])
+                st[S_BEATS] += 1
+                st[S_LAST_BEAT] = pred
+        wpos = int(st[S_WPOS])
+        level = st[S_LEVEL]
+        for k in range(todo):
+            v = x[i + k]
+            ring[wpos] = v
+            wpos += 1
+            if wpos == win:
+                wpos = 0
+            level = lc * level + (1.0 - lc) * v * v
+        st[S_WPOS] = wpos
+        st[S_LEVEL] = level
+        st[S_HOPC] += todo
+        i += todo
+        if st[S_HOPC] < hop:
+            continue
+        # a frame is complete: novelty, forward step, new prediction
+        st[S_HOPC] = 0.0
+        frame_end = block_start + i
+        flux = _novelty(ring, wpos, window, frame, re, im, mag, rev, cos_t, sin_t, b_start, b_len, b_w, b_gain,
+                        cur, prev, max_w)
+        mc = cfg[C_MU_COEF]
+        st[S_MU] = mc * st[S_MU] + (1.0 - mc) * flux
+        act = (flux / (flux + cfg[C_KAPPA] * max(st[S_MU], cfg[C_NOVELTY_FLOOR]))) ** cfg[C_GAMMA]
+        fr = int(st[S_FRAMES])
+        if fr < act_log.shape[0]:
+            act_log[fr] = act
+        st[S_FRAMES] = fr + 1
+        best = _forward(alpha, tmp, tau, off, trans, ends, obs_w, act, cfg[C_OBS_FLOOR], lambda_o)
+        j = state_tempo[best]
+        p = best - off[j]
+        period = float(tau[j] * hop)
+        e = frame_end - cfg[C_DELAY]
+        st[S_PRED] = e + (tau[j] - p) * hop
+        st[S_PERIOD] = period
+        st[S_BPM] = 60.0 * sr / period
+        st[S_CONF] = _phase_confidence(alpha, state_bin, hist)
+        active = (10.0 * math.log10(level + 1e-20) > cfg[C_GATE_DB]
+                  and st[S_MU] > cfg[C_NOVELTY_FLOOR] and st[S_CONF] >= cfg[C_CONF_MIN])
+        st[S_ACTIVE] = 1.0 if active else 0.0
+        # a beat the state says fell a moment ago and that was not emitted yet: emit it now
+        due = e - p * hop
+        if active and frame_end - due <= cfg[C_LATE_TOL] * period and due - st[S_LAST_BEAT] > 0.5 * period:
+            n_ev = _emit(ev_off, ev_kind, ev_a, ev_val, n_ev, i - 1, EV_BEAT,
+                         int(st[S_BEATS]) % 32768, st[S_BPM])
+            st[S_BEATS] += 1
+            st[S_LAST_BEAT] = due
+    _fill_controls(block_start, n, st, sr, bpm_out, phase_out, conf_out, next_out)
+    return n_ev
+
+
+@njit(nogil=True, cache=True)
+def _fill_controls(block_start, n, st, sr, bpm_out, phase_out, conf_out, next_out):
+    pred = st[S_PRED]
+    period = st[S_PERIOD]
+    for k in range(n):
+        bpm_out[k] = st[S_BPM]
+        conf_out[k] = st[S_CONF] * st[S_ACTIVE]
+        if period <= 0.0:
+            phase_out[k] = 0.0
+            next_out[k] = 0.0
+            continue
+        t = block_start + k
+        nxt = pred
+        while nxt < t:
+            nxt += period
+        ph = 1.0 - (nxt - t) / period
+        phase_out[k] = min(max(ph, 0.0), 0.999999)
+        next_out[k] = (nxt - block_start) / sr

@@ -1,0 +1,127 @@
+"""The streaming beat tracker: clicks, tempo changes, silence, determinism, file vs engine paths."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from engine.backends.offline import OfflineBackend
+from engine.cli import main as cadenza
+from engine.events import Kind
+from instruments.beat_cli import track
+from tests.helpers import engine_from_toml
+
+SR = 48000
+
+
+def click_track(segments: list[tuple[float, float]], seconds: float, start: float = 0.25):
+    """Clicks (1 kHz, 4 ms decay) at ``(from_s, bpm)`` tempo segments; returns audio and click times."""
+    x = np.zeros(int(seconds * SR), np.float32)
+    n = np.arange(int(0.03 * SR))
+    click = 0.5 * np.sin(2 * np.pi * 1000 * n / SR) * np.exp(-n / (0.004 * SR))
+    times, t = [], start
+    while t < seconds - 0.05:
+        i = int(round(t * SR))
+        seg = x[i: i + len(n)]
+        seg += click[: len(seg)]
+        times.append(t)
+        bpm = [b for s, b in segments if s <= t + 1e-9][-1]
+        t += 60.0 / bpm
+    return x, np.array(times)
+
+
+def nearest_error(beats: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    return beats - ref[np.argmin(np.abs(beats[:, None] - ref[None, :]), axis=1)]
+
+
+@pytest.fixture(scope="module")
+def clicks120():
+    return click_track([(0.0, 120.0)], 20.0)
+
+
+def test_click_track_120_bpm_beats_within_10_ms(clicks120):
+    x, ref = clicks120
+    result = track(x, SR)
+    late = result.beats[result.beats > 4.0]
+    assert len(late) == pytest.approx(np.sum(ref > 4.0), abs=1)
+    assert np.max(np.abs(nearest_error(late, ref))) <= 0.010
+    assert result.bpm[-1] == pytest.approx(120.0, rel=0.02)
+
+
+def test_predicted_beats_come_at_least_one_block_ahead(clicks120):
+    x, ref = clicks120
+    result = track(x, SR, block=128)
+    assert np.all(result.predicted - result.issued >= 128 / SR - 1e-9)
+    late = result.predicted[result.issued > 4.0]
+    assert len(late) >= 30
+    assert np.median(np.abs(nearest_error(late, ref))) <= 0.010
+
+
+def test_abrupt_tempo_change_is_followed():
+    x, ref = click_track([(0.0, 100.0), (10.0, 135.0)], 24.0)
+    result = track(x, SR)
+    after = result.beats[result.beats > 15.0]
+    assert len(after) >= 15
+    assert np.max(np.abs(nearest_error(after, ref))) <= 0.035
+    assert 60.0 / np.median(np.diff(after)) == pytest.approx(135.0, rel=0.03)
+
+
+def test_silence_gives_no_beats():
+    result = track(np.zeros(10 * SR, np.float32), SR)
+    assert len(result.beats) == 0 and len(result.predicted) == 0
+    assert np.all(result.confidence == 0.0)
+
+
+def test_same_audio_same_beats(clicks120):
+    x = clicks120[0] + 0.01 * np.random.default_rng(3).standard_normal(clicks120[0].shape).astype(np.float32)
+    a, b = track(x, SR), track(x, SR)
+    assert np.array_equal(a.beats, b.beats) and np.array_equal(a.predicted, b.predicted)
+    assert np.array_equal(a.bpm, b.bpm)
+
+
+PATCH = """
+[patch]
+description = "beat listener on the input; the clock follows it"
+[audio]
+inputs = 1
+[clock]
+bpm = 90.0
+follow = "beat"
+[[node]]
+id = "beat"
+type = "beat"
+input = "adc"
+"""
+
+
+def test_file_tool_and_engine_agree_exactly(tmp_path, capsys, clicks120):
+    from engine.audio_io import write_wav
+
+    x, _ = clicks120
+    wav = tmp_path / "clicks.wav"
+    write_wav(wav, x[None, :], SR)
+    assert cadenza(["beats", str(wav), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+
+    from engine.audio_io import read_audio
+
+    audio = read_audio(wav, SR)  # the same 24-bit samples the tool read
+    engine = engine_from_toml(PATCH, tmp_path, sample_rate=SR, block=128)
+    try:
+        OfflineBackend(engine).render(audio.shape[1], audio)
+        events = engine.outbound.pop_all()
+        assert engine.clock.bpm == pytest.approx(120.0, rel=0.02)  # [clock] follow = "beat"
+    finally:
+        engine.close()
+    beats = events["time"][events["kind"] == Kind.BEAT] / SR
+    assert len(beats) > 30
+    assert np.round(beats, 4).tolist() == printed["beats_s"]
+    pred = events[events["kind"] == Kind.BEAT_PREDICTION]
+    assert np.round(pred["time"] / SR + pred["value"], 4).tolist() == printed["predicted_s"]
+
+
+def test_beats_tool_rejects_a_missing_file(tmp_path, capsys):
+    assert cadenza(["beats", str(tmp_path / "nope.wav")]) == 2
+    assert "cannot read audio" in capsys.readouterr().err
