@@ -189,6 +189,16 @@ def _match(starts: np.ndarray, found: np.ndarray, window: float) -> np.ndarray:
     return out
 
 
+def _nearest(targets: np.ndarray, found: np.ndarray, window: float) -> np.ndarray:
+    """For each target, the nearest onset within ± ``window``, else NaN (early counts too)."""
+    out = np.full(len(targets), np.nan)
+    for k, t in enumerate(targets):
+        j = int(np.argmin(np.abs(found - t))) if len(found) else -1
+        if j >= 0 and abs(found[j] - t) <= window:
+            out[k] = found[j]
+    return out
+
+
 def _stats_ms(lat_s: np.ndarray) -> dict:
     ms = lat_s[np.isfinite(lat_s)] * 1e3
     if ms.size == 0:
@@ -260,7 +270,7 @@ def measure(period: int, quick: bool, workdir: Path) -> tuple[dict, dict]:
     added = _match(note_on_frames, found, 4 * period) - note_on_frames
     found_t = _frame_to_time(cycles, found.astype(np.float64))
     tag_frames = _time_to_frame(cycles, tag_sent)
-    tag_lat = _match(tag_frames, found.astype(np.float64), 4 * period) - tag_frames
+    tag_lat = _nearest(tag_frames, found.astype(np.float64), 2 * period) - tag_frames
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
     fin = added[np.isfinite(added)]
     tag_fin = tag_lat[np.isfinite(tag_lat)]
@@ -272,10 +282,11 @@ def measure(period: int, quick: bool, workdir: Path) -> tuple[dict, dict]:
                    "count": int(fin.size), "offsets": len(offsets), "detector_frames": delay},
         "midi": _stats_ms(_match(midi_sent, found_t, 0.1) - midi_sent),
         "osc": _stats_ms(_match(osc_sent, found_t, 0.1) - osc_sent),
-        "osc_timetag": {"median_frames": float(np.median(tag_fin)) if tag_fin.size else None,
-                        "spread_frames": float(tag_fin.max() - tag_fin.min()) if tag_fin.size else None,
-                        "p1_p99_frames": [float(v) for v in np.percentile(tag_fin, [1, 99])] if tag_fin.size else None,
-                        "count": int(tag_fin.size)},
+        "osc_timetag": {"median_frames": round(float(np.median(tag_fin)), 2) if tag_fin.size else None,
+                        "spread_frames": round(float(tag_fin.max() - tag_fin.min()), 2) if tag_fin.size else None,
+                        "p1_p99_frames": [round(float(v), 2) for v in np.percentile(tag_fin, [1, 99])]
+                        if tag_fin.size else None,
+                        "count": int(tag_fin.size), "sent": int(len(tag_sent))},
         "xruns": stats.get("xruns"),
         "run_s": round(stats.get("blocks", 0) * period / RATE, 1),
         "engine_load_max": round(stats.get("load_max", 0.0), 3),
@@ -309,13 +320,14 @@ def plot(raws: dict, path: Path) -> None:
 
 def table(rows: list[dict]) -> str:
     lines = ["| block | floor ms | engine added / spread (frames) | rtmidi median / p99 / jitter ms | "
-             "OSC median / p99 / jitter ms | timetag spread (frames) | xruns (run s) |",
+             "OSC median / p99 / jitter ms | timetag spread, frames | xruns (run s) |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         e, m, o, t = r["engine"], r["midi"], r["osc"], r["osc_timetag"]
         lines.append(f"| {r['block']} | {r['floor_ms']} | {e['added_frames']} / {e['spread_frames']} | "
                      f"{m['median_ms']} / {m['p99_ms']} / {m['jitter_ms']} | "
-                     f"{o['median_ms']} / {o['p99_ms']} / {o['jitter_ms']} | {t['spread_frames']} | "
+                     f"{o['median_ms']} / {o['p99_ms']} / {o['jitter_ms']} | {t['spread_frames']} "
+                     f"(p1..p99 {t['p1_p99_frames']}, {t['count']}/{t['sent']}) | "
                      f"{r['xruns']} ({r['run_s']}) |")
     return "\n".join(lines)
 

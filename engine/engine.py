@@ -85,6 +85,11 @@ class Engine:
             return int(start)
         return int(start + (time.monotonic() - t0) * self.sample_rate)
 
+    def sample_at(self, t: float) -> float:
+        """The (fractional) sample time due at ``time.monotonic()`` seconds ``t``, from any thread."""
+        start, t0 = self._anchor
+        return float(start) if t0 == 0.0 else start + (t - t0) * self.sample_rate
+
     def stamp(self, arrival: int | None = None) -> int:
         """Sample time for an event that arrived now (or at ``arrival``): + scheduling delay."""
         return (self.now() if arrival is None else arrival) + self.scheduling_delay

@@ -37,7 +37,16 @@ def _jack():
 
 
 class CycleClock:
-    """JACK's filtered start time of the current cycle, as ``time.monotonic()`` seconds."""
+    """JACK's start time of the current cycle, as ``time.monotonic()`` seconds, smoothed.
+
+    JACK's own estimate (``jack_get_cycle_times``, a DLL) still carries the
+    wake-up jitter of a busy machine; a second, slow filter on top (a 1/64
+    gain on the error of the predicted time, re-seeded after a jump > 2 ms,
+    i.e. an xrun) keeps a stable frame ↔ time map, which timetags need.
+    """
+
+    GAIN = 1.0 / 64
+    RESEED_S = 0.002
 
     def __init__(self, jack, client):
         lib = ctypes.CDLL(ctypes.util.find_library("jack") or "libjack.so.0")
@@ -48,6 +57,9 @@ class CycleClock:
         self._frames, self._usecs = ctypes.c_uint32(), ctypes.c_uint64()
         self._next, self._period = ctypes.c_uint64(), ctypes.c_float()
         self._args = [ctypes.byref(x) for x in (self._frames, self._usecs, self._next, self._period)]
+        self._rate = float(client.samplerate)
+        self._est: float | None = None
+        self._est_frame = 0
 
     def start_time(self) -> float | None:
         """Monotonic seconds at which the current cycle's first frame is due (None if unknown)."""
@@ -55,7 +67,16 @@ class CycleClock:
             return None
         # JACK's clock is CLOCK_MONOTONIC_RAW in microseconds; move it onto time.monotonic()
         offset = time.monotonic() - time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
-        return self._usecs.value * 1e-6 + offset
+        measured = self._usecs.value * 1e-6 + offset
+        frame = self._frames.value
+        if self._est is not None:
+            predicted = self._est + ((frame - self._est_frame) & 0xFFFFFFFF) / self._rate
+            error = measured - predicted
+            self._est = measured if abs(error) > self.RESEED_S else predicted + self.GAIN * error
+        else:
+            self._est = measured
+        self._est_frame = frame
+        return self._est
 
 
 class JackBackend:

@@ -157,15 +157,14 @@ class OscIn:
 
     def handle(self, data: bytes, addr) -> None:
         """Parse and apply one datagram (public so tests and scripts can inject packets)."""
-        arrival = self.engine.now()
-        wall = time.time()
+        mono, wall = time.monotonic(), time.time()
+        arrival = int(self.engine.sample_at(mono))
         try:
             messages = parse_datagram(data)
         except Exception as exc:  # python-osc raises several types for broken packets
             self.log.report("osc-malformed", f"{len(data)}-byte packet from {addr[0]}:{addr[1]} "
                                              f"dropped ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
             return
-        sr = self.engine.sample_rate
         for tag, msg in messages:
             self.received += 1
             if tag is None:
@@ -177,8 +176,8 @@ class OscIn:
             elif tag < wall:
                 self.late += 1
                 when = arrival
-            else:
-                when = arrival + round((tag - wall) * sr)
+            else:  # one rounding from the block's anchor: sample-accurate
+                when = round(self.engine.sample_at(mono + (tag - wall)))
             try:
                 self.dispatch(msg.address, list(msg.params), when, addr)
             except OscArgError as exc:
