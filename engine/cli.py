@@ -101,9 +101,9 @@ def play(patch_name, backend: str | None, seconds: float | None, record: Path | 
               + ("" if seconds else " — Ctrl-C stops"), file=sys.stderr)
         layer = ControlLayer(engine, live, control)
 
-        def tick() -> None:
-            if status:
-                print("\r" + engine.status_line(), end="", file=sys.stderr, flush=True)
+        def tick() -> None:  # the control layer refreshes the line (and answers /cadenza/status with it)
+            if status and layer.status:
+                print("\r" + layer.status, end="", file=sys.stderr, flush=True)
 
         try:
             with realtime_mode(), layer:

@@ -94,17 +94,16 @@ class JackBackend:
         """True when a JACK server is running (one is never started from here)."""
         try:
             jack = _jack()
-            jack.set_error_function(lambda msg: None)
-            client = jack.Client(f"{CLIENT_NAME}-probe", no_start_server=True)
-            client.close()
+        except BackendError:
+            return False
+        jack.set_error_function(lambda msg: None)  # "cannot connect" is the answer, not an error
+        try:
+            jack.Client(f"{CLIENT_NAME}-probe", no_start_server=True).close()
             return True
-        except Exception:
+        except jack.JackError:
             return False
         finally:
-            try:
-                jack.set_error_function()
-            except Exception:
-                pass
+            jack.set_error_function()
 
     @staticmethod
     def server_format() -> tuple[int, int]:

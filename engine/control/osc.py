@@ -36,12 +36,12 @@ ADDRESSES_IN = [
     ("/cadenza/button", "i button, i velocity", "Piano Genie button 0-7 (velocity 0 releases)"),
     ("/cadenza/param/<node>/<name>", "f value", "set a node parameter, clamped to its range"),
     ("/cadenza/tempo", "f bpm", "engine tempo, 20-400 bpm"),
-    ("/cadenza/transport", "s start|stop|continue", "transport (MIDI clock out follows)"),
+    ("/cadenza/transport", "s start, stop or continue", "transport (MIDI clock out follows)"),
     ("/cadenza/panic", "", "all notes off, tails cut, on every node"),
     ("/cadenza/reload", "[s patch]", "build the patch (default: the playing one) off the audio thread "
                                        "and swap it in at a block boundary; on error the old one plays on"),
     ("/cadenza/status", "", "reply to the sender: /cadenza/status s line, f load, i xruns, "
-                            "i events_in, i events_out, i errors, f peak_db"),
+                            "i events_in, i events_out, i errors"),
 ]
 ADDRESSES_OUT = [
     ("/cadenza/out/<node>/note", "i note, i velocity, i channel", "a node's note on (velocity 0 = off)"),
