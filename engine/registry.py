@@ -17,6 +17,7 @@ NODE_TYPES: dict[str, str] = {
     "pyo_rack": "engine.fx:PyoRack",
     "safety": "engine.safety:Safety",
     "vocoder": "instruments.vocoder:ChannelVocoder",
+    "harmonizer": "instruments.harmonizer:Harmonizer",
 }
 
 
