@@ -36,7 +36,7 @@ from torch import nn
 
 from models.vocoder import features as F
 
-N_HARMONICS = 96
+N_HARMONICS = 64
 MAX_HZ = 11000.0  # harmonics fade out below this, Hz
 N_NOISE = 65  # noise bands, evenly spaced 0..NOISE_HZ
 NOISE_HZ = 12000.0

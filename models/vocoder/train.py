@@ -1,6 +1,6 @@
 """Train the neural vocoder: ``python -m models.vocoder.train`` (about 45 min on one CPU thread).
 
-Each step takes random 0.4 s excerpts of the training speech and singing
+Each step takes random 0.32 s excerpts of the training speech and singing
 (``models.vocoder.data``), runs the net over them (after a warm-up of
 ``WARM`` frames so the GRU state is not fresh), renders audio with the DDSP
 synth's torch twins and minimises DDSP's multi-scale spectral loss (L1 of
@@ -34,18 +34,27 @@ SR = data.SAMPLE_RATE
 HOP = F.hop_samples(SR)
 FFT_SIZES = (2048, 1024, 512, 256, 128, 64)
 WARM = 24  # frames run before the scored excerpt
-SEGMENT = 150  # scored frames per excerpt (0.4 s)
+SEGMENT = 120  # scored frames per excerpt (0.32 s)
 
 
-def prepare(clips) -> list[dict]:
-    """Per clip: float32 audio, log-mel (T, 80), held f0 and voicing (T,)."""
+def prepare(split: str) -> list[dict]:
+    """Per clip of a split: float32 audio, log-mel (T, 80), held f0 and voicing (T,); cached in data/."""
     from tqdm import tqdm
 
+    clips = data.load(split)
+    cache = data.CACHE / f"features_{split}.npz"
+    if cache.exists():
+        feats = np.load(cache)
+        bounds = np.concatenate([[0], np.cumsum(feats["frames"])])
+        return [{"kind": k, "audio": a, "mel": feats["mel"][s:e], "f0": feats["f0"][s:e],
+                 "voicing": feats["voicing"][s:e]} for (k, a), s, e in zip(clips, bounds[:-1], bounds[1:])]
     mel = F.MelAnalyser(SR)
     out = []
-    for kind, audio in tqdm(clips, desc="features", unit="clip"):
+    for kind, audio in tqdm(clips, desc=f"features {split}", unit="clip"):
         f0, voicing = F.pitch_frames(audio, SR)
         out.append({"kind": kind, "audio": audio, "mel": mel.frames(audio), "f0": f0, "voicing": voicing})
+    np.savez(cache, frames=[len(it["mel"]) for it in out], mel=np.concatenate([it["mel"] for it in out]),
+             f0=np.concatenate([it["f0"] for it in out]), voicing=np.concatenate([it["voicing"] for it in out]))
     return out
 
 
@@ -110,10 +119,10 @@ def run_batch(net, synth, mel, f0, voi, gen):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--minutes", type=float, default=45.0, help="wall-clock budget for the steps")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=HERE / "vocoder.pt")
     args = parser.parse_args(argv)
@@ -124,8 +133,8 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     gen = torch.Generator().manual_seed(0)
     t_start = time.time()
-    train = prepare(data.load("train"))
-    test = prepare(data.load("test"))
+    train = prepare("train")
+    test = prepare("test")
     net = VocoderNet()
     all_mel = np.concatenate([it["mel"] for it in train])
     net.mel_mean.fill_(float(all_mel.mean()))
