@@ -39,6 +39,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
 RATE = 48000
 PERIODS = (64, 128)
+MATCH_S = 0.04  # an onset more than 40 ms after a send is a miss, not a latency (notes are 60-90 ms apart)
 
 PATCH = """
 [patch]
@@ -199,13 +200,23 @@ def _nearest(targets: np.ndarray, found: np.ndarray, window: float) -> np.ndarra
     return out
 
 
-def _stats_ms(lat_s: np.ndarray) -> dict:
+def _clean(found: np.ndarray, cycles: np.ndarray, period: int) -> tuple[np.ndarray, int]:
+    """Drop onsets in a cycle whose previous cycle the capture client missed (an xrun):
+    there the capture holds silence where sound was, and the onset it sees is late."""
+    frames = cycles[:, 0].astype(np.int64)
+    seen = set(frames.tolist())
+    start = frames[np.clip(np.searchsorted(frames, found, side="right") - 1, 0, len(frames) - 1)]
+    ok = np.array([c in seen and c - period in seen for c in start.tolist()], bool)
+    return found[ok], int((~ok).sum())
+
+
+def _stats_ms(lat_s: np.ndarray, sent: int) -> dict:
     ms = lat_s[np.isfinite(lat_s)] * 1e3
     if ms.size == 0:
-        return {"median_ms": None, "p99_ms": None, "max_ms": None, "jitter_ms": None, "count": 0}
+        return {"median_ms": None, "p99_ms": None, "max_ms": None, "jitter_ms": None, "count": 0, "sent": sent}
     p1, p50, p99 = np.percentile(ms, [1, 50, 99])
     return {"median_ms": round(float(p50), 3), "p99_ms": round(float(p99), 3), "max_ms": round(float(ms.max()), 3),
-            "jitter_ms": round(float(p99 - p1), 3), "count": int(ms.size)}
+            "jitter_ms": round(float(p99 - p1), 3), "count": int(ms.size), "sent": sent}
 
 
 def measure(period: int, quick: bool, workdir: Path) -> tuple[dict, dict]:
@@ -266,11 +277,14 @@ def measure(period: int, quick: bool, workdir: Path) -> tuple[dict, dict]:
             probe.close()
         server.stop()
     found = onsets(audio, gap=period * 4).astype(np.int64) + frame0 - delay  # note starts, JACK frames
+    found, dropped = _clean(found, cycles, period)
     note_on_frames = np.array([f for f, d in sender.sent if d[0] == 0x90], np.int64)
     added = _match(note_on_frames, found, 4 * period) - note_on_frames
     found_t = _frame_to_time(cycles, found.astype(np.float64))
     tag_frames = _time_to_frame(cycles, tag_sent)
     tag_lat = _nearest(tag_frames, found.astype(np.float64), 2 * period) - tag_frames
+    midi_lat = _match(midi_sent, found_t, MATCH_S) - midi_sent
+    osc_lat = _match(osc_sent, found_t, MATCH_S) - osc_sent
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
     fin = added[np.isfinite(added)]
     tag_fin = tag_lat[np.isfinite(tag_lat)]
@@ -280,8 +294,8 @@ def measure(period: int, quick: bool, workdir: Path) -> tuple[dict, dict]:
         "engine": {"added_frames": float(np.median(fin)) if fin.size else None,
                    "spread_frames": float(fin.max() - fin.min()) if fin.size else None,
                    "count": int(fin.size), "offsets": len(offsets), "detector_frames": delay},
-        "midi": _stats_ms(_match(midi_sent, found_t, 0.1) - midi_sent),
-        "osc": _stats_ms(_match(osc_sent, found_t, 0.1) - osc_sent),
+        "midi": _stats_ms(midi_lat, len(midi_sent)),
+        "osc": _stats_ms(osc_lat, len(osc_sent)),
         "osc_timetag": {"median_frames": round(float(np.median(tag_fin)), 2) if tag_fin.size else None,
                         "spread_frames": round(float(tag_fin.max() - tag_fin.min()), 2) if tag_fin.size else None,
                         "p1_p99_frames": [round(float(v), 2) for v in np.percentile(tag_fin, [1, 99])]
@@ -290,9 +304,11 @@ def measure(period: int, quick: bool, workdir: Path) -> tuple[dict, dict]:
         "xruns": stats.get("xruns"),
         "run_s": round(stats.get("blocks", 0) * period / RATE, 1),
         "engine_load_max": round(stats.get("load_max", 0.0), 3),
+        "engine_late_blocks": stats.get("late"),
+        "onsets_dropped_by_capture_xruns": dropped,
     }
-    raw = {"engine": fin.tolist(), "midi_ms": ((_match(midi_sent, found_t, 0.1) - midi_sent) * 1e3).tolist(),
-           "osc_ms": ((_match(osc_sent, found_t, 0.1) - osc_sent) * 1e3).tolist(), "timetag": tag_fin.tolist()}
+    raw = {"engine": fin.tolist(), "midi_ms": (midi_lat * 1e3).tolist(), "osc_ms": (osc_lat * 1e3).tolist(),
+           "timetag": tag_fin.tolist()}
     return row, raw
 
 
@@ -320,15 +336,16 @@ def plot(raws: dict, path: Path) -> None:
 
 def table(rows: list[dict]) -> str:
     lines = ["| block | floor ms | engine added / spread (frames) | rtmidi median / p99 / jitter ms | "
-             "OSC median / p99 / jitter ms | timetag spread, frames | xruns (run s) |",
-             "|---|---|---|---|---|---|---|"]
+             "OSC median / p99 / jitter ms | timetag spread, frames | xruns (run s) | engine blocks over the period |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         e, m, o, t = r["engine"], r["midi"], r["osc"], r["osc_timetag"]
         lines.append(f"| {r['block']} | {r['floor_ms']} | {e['added_frames']} / {e['spread_frames']} | "
-                     f"{m['median_ms']} / {m['p99_ms']} / {m['jitter_ms']} | "
-                     f"{o['median_ms']} / {o['p99_ms']} / {o['jitter_ms']} | {t['spread_frames']} "
+                     f"{m['median_ms']} / {m['p99_ms']} / {m['jitter_ms']} ({m['count']}/{m['sent']}) | "
+                     f"{o['median_ms']} / {o['p99_ms']} / {o['jitter_ms']} ({o['count']}/{o['sent']}) | "
+                     f"{t['spread_frames']} "
                      f"(p1..p99 {t['p1_p99_frames']}, {t['count']}/{t['sent']}) | "
-                     f"{r['xruns']} ({r['run_s']}) |")
+                     f"{r['xruns']} ({r['run_s']}) | {r['engine_late_blocks']} |")
     return "\n".join(lines)
 
 

@@ -298,6 +298,9 @@ class JackBackend:
             wait(self._stop, seconds, on_tick, tick_s)
         finally:
             if self.dead is None:
+                if self.midi_clock is not None and self.midi_clock.running:
+                    self.midi_clock.stop()  # Stop goes out in the next cycles, before we leave the graph
+                    time.sleep(3 * self.client.blocksize / self.client.samplerate + 0.01)
                 self.client.deactivate()
             if self.recorder is not None:
                 self.recorder.stop()

@@ -87,6 +87,7 @@ class ControlLayer:
         self.status = ""
         self._pending: list[tuple] = []  # heap of outbound events not yet due
         self._seq = 0
+        self._thread_clock = False
         self._running = False
         self._out_thread = threading.Thread(target=self._out_loop, name="cadenza-out", daemon=True)
         self._reloads: list[threading.Thread] = []
@@ -114,15 +115,19 @@ class ControlLayer:
                 self.log.report("osc", f"{exc}; playing without OSC in")
             targets = [parse_hostport(t, 9000) for t in [*osc_table["send"], *opts.osc_send]]
             self.osc_out = OscOut(targets, osc_table["pitch_rate_hz"])
+        if hasattr(self.backend, "log"):
+            self.backend.log = self.log
         if opts.midi:
             self._open_midi(midi_table)
+        # the MIDI clock goes out in the backend's callback (JACK) or from the out thread (rtmidi)
+        self._thread_clock = self.midi_output is not None and self._clock_out(midi_table)
         if self._clock_out(midi_table):
             self.midi_clock.start()
         self._running = True
         self._out_thread.start()
 
     def stop(self) -> None:
-        if self._clock_out(self.engine.patch.table("midi")):
+        if self._thread_clock and self.midi_clock.running:
             self.midi_clock.stop()
             time.sleep(3 * OUT_POLL_S)  # let Stop go out
         self._running = False
@@ -215,11 +220,10 @@ class ControlLayer:
         engine = self.engine
         next_status = 0.0
         clock_sample = engine.now()
-        thread_clock = self.midi_output is not None and self._clock_out(engine.patch.table("midi"))
         while self._running:
             now = engine.now()
             self._send_due(now)
-            if thread_clock and now > clock_sample:
+            if self._thread_clock and now > clock_sample:
                 self._clock_pulses(clock_sample, now)
                 clock_sample = now
             t = time.monotonic()
