@@ -17,6 +17,7 @@ import numpy as np
 # Each module has ``add_arguments(parser)`` and ``run(args) -> int``.
 TOOLS: dict[str, tuple[str, str]] = {
     "beats": ("instruments.beat_cli", "print the beats of a WAV as the streaming beat tracker emits them"),
+    "genie": ("models.genie.cli", "decode a CSV of Piano Genie button presses to MIDI pitches"),
     "pitch": ("instruments.pitch_cli", "track f0, voicing and loudness of a WAV with the streaming pitch listener"),
 }
 

@@ -44,4 +44,56 @@ def demo(out: Path, backend: str | None = None, seconds: float = 16.0, patch=Non
         events = midi_to_events(chorale_messages(seconds - 1.5), engine.midi_map, engine.sample_rate)
         engine.schedule(events)
 
-    return play(patch, backend, seconds, out, script=script)
+    played = play(patch, backend, seconds, out, script=script)
+    genie_demo(out.with_name(out.stem + "-genie" + out.suffix))
+    return played
+
+
+# Piano Genie demo: (button run, beats per press) motifs on 8 buttons, then a 3-button chord.
+GENIE_MOTIFS = [
+    ([0, 1, 2, 3, 4, 5, 6, 7, 7, 6, 5, 4, 3, 2, 1, 0], 0.5),
+    ([2, 4, 3, 5, 4, 6, 5, 7], 0.5),
+    ([7, 5, 3, 0], 1.0),
+    ([0, 2, 4, 2, 0, 2, 4, 7, 6, 4, 2, 4, 3, 1, 2, 0], 0.5),
+]
+GENIE_CHORD = [0, 4, 7]
+
+
+def genie_presses(bpm: float = 112.0) -> list[tuple[float, int, int, float]]:
+    """(time s, button, velocity, hold s) of the scripted 8-button performance."""
+    beat_s = 60.0 / bpm
+    presses, t = [], 0.25
+    for buttons, beats in GENIE_MOTIFS:
+        for i, button in enumerate(buttons):
+            presses.append((t, button, 96 if i % 4 == 0 else 78, beats * beat_s * 0.9))
+            t += beats * beat_s
+        t += beat_s
+    presses += [(t, button, 90, 2.0 * beat_s) for button in GENIE_CHORD]
+    return presses
+
+
+def genie_demo(out: Path, patch="genie", tail_s: float = 2.5) -> Path:
+    """Render the scripted button performance through ``patches/genie.toml`` offline to ``out``."""
+    import sys
+
+    import numpy as np
+
+    from engine.audio_io import write_wav
+    from engine.backends.offline import OfflineBackend
+    from engine.cli import build_engine
+    from engine.events import EVENT_DTYPE, Kind
+
+    engine = build_engine(patch)
+    try:
+        sr, target = engine.sample_rate, engine.midi_map.buttons_to
+        rows = []
+        for t, button, velocity, hold in genie_presses():
+            rows.append((round(t * sr), Kind.BUTTON, target, 0, button, velocity, 0.0))
+            rows.append((round((t + hold) * sr), Kind.BUTTON, target, 0, button, 0, 0.0))
+        events = np.array(rows, dtype=EVENT_DTYPE)
+        audio = OfflineBackend(engine).render(int(events["time"].max()) + int(tail_s * sr), None, events)
+        write_wav(out, audio, sr)
+    finally:
+        engine.close()
+    print(f"cadenza: wrote the Piano Genie demo to {out}", file=sys.stderr)
+    return out

@@ -14,6 +14,8 @@ NODE_TYPES: dict[str, str] = {
     "pitch": "instruments.pitch:PitchListener",
     "ddsp": "instruments.ddsp:DDSPVoice",
     "synth": "instruments.synth:PolySynth",
+    "genie": "instruments.genie:GenieNode",
+    "soundfont": "instruments.soundfont:SoundFontVoice",
     "pyo_rack": "engine.fx:PyoRack",
     "safety": "engine.safety:Safety",
     "vocoder": "instruments.vocoder:ChannelVocoder",
