@@ -262,7 +262,8 @@ def test_bad_input_is_logged_once_counted_and_the_audio_goes_on(jack_server, tmp
     log = ErrorLog(engine.stats, interval_s=60.0)
     sender = JackProbe("junk", midi_out=True)
     try:
-        with playing(engine, backend, log=log) as layer:
+        # a controller that is not plugged in: neither a JACK port nor an rtmidi one matches
+        with playing(engine, backend, ControlOptions(midi_in="Unplugged Keys"), log=log) as layer:
             port = layer.osc_in.address[1]
             sender.connect("junk:midi_out", "cadenza:midi_in")
             time.sleep(0.2)
@@ -275,6 +276,7 @@ def test_bad_input_is_logged_once_counted_and_the_audio_goes_on(jack_server, tmp
                 osc_send(port, "/cadenza/note", 300, 100, sock=sock)  # out of range
                 osc_send(port, "/cadenza/param/piano/cutoff", 1e9, sock=sock)  # clamped
                 osc_send(port, "/cadenza/param/nobody/cutoff", 1.0, sock=sock)  # no such param
+                time.sleep(0.002)  # UDP has no flow control: a faster flood would lose packets, not test them
             sender.schedule([(0, bytes([0x33, 0x44])), (5, bytes([0xF0, 1, 2, 3])), (9, bytes([0x90, 60]))])
             time.sleep(0.5)
             # a MIDI device "unplugged" mid-note
@@ -294,6 +296,7 @@ def test_bad_input_is_logged_once_counted_and_the_audio_goes_on(jack_server, tmp
     for kind in ("osc-malformed", "osc-args", "osc-unknown-address"):
         assert counts.get(kind, 0) >= 50, counts
     assert counts["osc-range"] == 50 and counts["midi-source-gone"] == 1 and counts["midi-garbage"] >= 2
+    assert counts["midi"] == 1 and not layer.midi_inputs
     err = capsys.readouterr().err.splitlines()
     assert len([ln for ln in err if ln.startswith("cadenza: osc-malformed")]) == 1
     assert engine.stats.errors == sum(counts.values())
@@ -407,9 +410,20 @@ def test_portaudio_backend_plays_through_jack_in_a_subprocess(jack_server, tmp_p
     import soundfile as sf
 
     jack_server(128)
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
     out = tmp_path / "pa.wav"
-    proc = _run_cli(["demo", "--backend", "portaudio", "--seconds", "3", "--out", str(out)], dict(os.environ))
-    err = proc.communicate(timeout=90)[1]
+    proc = _run_cli(["play", str(write_patch(tmp_path)), "--backend", "portaudio", "--osc-port", str(port),
+                     "--no-midi", "--quiet", "--seconds", "3", "--record", str(out)], dict(os.environ))
+    head = _wait_playing(proc)
+    assert any("playing" in ln for ln in head), head
+    time.sleep(0.5)  # the OSC socket opens just after the "playing" line
+    for note in (60, 64, 67):
+        osc_send(port, "/cadenza/note", note, 100)
+        time.sleep(0.3)
+    err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 0, err
     audio, rate = sf.read(out)
     assert audio.shape[0] >= 2.5 * rate and np.abs(audio).max() > 0.05

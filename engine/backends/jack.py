@@ -229,10 +229,17 @@ class JackBackend:
 
     # -- control side ------------------------------------------------------------------------
 
-    def connect_midi(self, midi_in: str | None, midi_out: str | None) -> list[str]:
-        """Remember which JACK MIDI ports to connect once running (port-name substrings)."""
+    def connect_midi(self, midi_in: str | None, midi_out: str | None) -> str | None:
+        """Remember which JACK MIDI ports to connect once running (port-name substrings).
+
+        Returns ``midi_in`` when no JACK MIDI port matches it (a device not bridged
+        into JACK), so the control layer can open it through python-rtmidi instead.
+        """
+        if midi_in and not self.client.get_ports(midi_in, is_midi=True, is_output=True):
+            self._want_midi = (None, midi_out or None)
+            return midi_in
         self._want_midi = (midi_in or None, midi_out or None)
-        return []
+        return None
 
     def problems(self) -> dict[str, tuple[int, str]]:
         """Counters kept on the audio thread, for the control layer's log."""

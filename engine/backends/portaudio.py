@@ -86,6 +86,11 @@ class PortAudioBackend:
         except Exception as exc:  # PortAudioError, ValueError for unsupported settings
             raise BackendError(f"portaudio: cannot open {info['name']!r} at {engine.sample_rate} Hz ({exc})") from None
         self.device_name = info["name"]
+        if engine.scheduling_delay == 0:
+            # MIDI and OSC reach this backend on control threads, stamped on arrival: a fixed delay of
+            # the host's output latency plus one engine block takes their jitter out (a patch may set its own)
+            latency_s = self.stream.latency[-1] if isinstance(self.stream.latency, tuple) else self.stream.latency
+            engine.scheduling_delay = engine.block + round(latency_s * engine.sample_rate)
 
     def _callback(self, indata, outdata, frames, time_info, status) -> None:
         engine = self.engine

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from engine.control.log import ErrorLog
 from engine.control.midiclock import MidiClock
+from engine.control.midiio import RtMidiInput, RtMidiOutput, pick_api
 from engine.control.midiparse import event_bytes
 from engine.control.osc import OscIn, OscOut, build_message, parse_hostport
 from engine.events import OUTBOUND
@@ -153,29 +154,33 @@ class ControlLayer:
         want_in = opts.midi_in if opts.midi_in is not None else midi_table["in"]
         want_out = opts.midi_out if opts.midi_out is not None else midi_table["out"]
         virtual = midi_table["virtual"] if opts.virtual is None else opts.virtual
-        if getattr(self.backend, "midi_ports", False):
-            self.backend.midi_clock = self.midi_clock
-            for problem in self.backend.connect_midi(want_in, want_out):
-                self.log.report("midi", problem)
-            return
-        from engine.backends.jack import JackBackend
-        from engine.control.midiio import RtMidiInput, RtMidiOutput, pick_api
+        from engine.backends.jack import JackBackend  # here: the backends import this package
 
+        if getattr(self.backend, "midi_ports", False):
+            # JACK MIDI in the callback; a device JACK does not see comes in through rtmidi
+            self.backend.midi_clock = self.midi_clock
+            unbridged = self.backend.connect_midi(want_in, want_out)
+            if unbridged:
+                self._open_inputs([(unbridged, False)], pick_api(False))
+            return
         api = pick_api(JackBackend.available())
         wanted_in = [(want_in, False)] if want_in else []
         if virtual:
             wanted_in.append((None, True))
-        for substring, is_virtual in wanted_in:
-            try:
-                self.midi_inputs.append(RtMidiInput(self.engine, self.log, api, substring, is_virtual))
-            except Exception as exc:  # rtmidi raises SystemError / RtMidiError when no MIDI system exists
-                self.log.report("midi", f"MIDI in {substring or 'virtual ' + repr('Cadenza')}: {exc}; "
-                                        "playing without it")
+        self._open_inputs(wanted_in, api)
         if want_out or virtual:
             try:
                 self.midi_output = RtMidiOutput(self.log, api, want_out or None, not want_out)
             except Exception as exc:
                 self.log.report("midi", f"MIDI out {want_out or 'virtual'}: {exc}; playing without it")
+
+    def _open_inputs(self, wanted: list[tuple[str | None, bool]], api: int) -> None:
+        for substring, is_virtual in wanted:
+            try:
+                self.midi_inputs.append(RtMidiInput(self.engine, self.log, api, substring, is_virtual))
+            except Exception as exc:  # rtmidi raises SystemError / RtMidiError when no MIDI system exists
+                self.log.report("midi", f"MIDI in {substring or 'virtual ' + repr('Cadenza')}: {exc}; "
+                                        "playing without it")
 
     # -- requests from OSC -------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from engine.events import BROADCAST, ENGINE, Kind
 PREFIX = "/cadenza"
 MAX_AHEAD_S = 60.0  # timetags further ahead than this are refused
 TEMPO_RANGE = (20.0, 400.0)
+RCVBUF_BYTES = 1 << 20
 
 # The address space, for the README and for error messages: address, argument types, meaning.
 ADDRESSES_IN = [
@@ -120,6 +121,8 @@ class OscIn:
         self.log = layer.log
         self.ring = self.engine.input_ring()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # room for a controller's burst while the GIL is busy elsewhere (UDP drops what does not fit)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
         try:
             self.sock.bind((host, port))
         except OSError as exc:
