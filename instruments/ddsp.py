@@ -38,7 +38,7 @@ from instruments.ddsp_kernels import (fill_noise, harmonic_amplitudes, harmonic_
 
 MODELS = Path(__file__).resolve().parents[1] / "models" / "ddsp"
 LEAK = 0.1
-GATE_TIME_S = 0.005  # the tone-transfer gate opens and closes over about this long
+GATE_TIME_S = 0.005  # the tone-transfer gate opens and closes linearly over this long
 SILENT = 1e-4  # gate / envelope level treated as closed
 LOUD_FLOOR_DB = -120.0
 MAX_VOICES = 4
@@ -247,7 +247,6 @@ class DDSPVoice(Node):
         meta = dec.meta
         self.loud_lo, self.loud_hi = meta.get("loudness_range", (-50.0, -20.0))
         self.midi_lo, self.midi_hi = meta.get("pitch_range", (55.0, 88.0))
-        self.gate_coef = 1.0 - math.exp(-self.hop_s / GATE_TIME_S)
         self.bend = 0.0  # semitones
         self.order = 0
         seed_noise(self.options["seed"])
@@ -270,10 +269,8 @@ class DDSPVoice(Node):
             midi = 69.0 + 12.0 * math.log2(f0_in / 440.0) + p("transpose")
             centre = 0.5 * (self.midi_lo + self.midi_hi)
             v.octave = int(round((centre - midi) / 12.0))
-        target = 1.0 if voiced else 0.0
-        gate = v.gate + (target - v.gate) * self.gate_coef
-        if not voiced and gate < SILENT:
-            gate = 0.0
+        step = self.hop_s / GATE_TIME_S
+        gate = min(1.0, v.gate + step) if voiced else max(0.0, v.gate - step)
         if f0_in > 0.0:
             v.f0 = f0_in * 2.0 ** ((p("transpose") + 12.0 * v.octave) / 12.0)
         return v.f0, loud, voicing, gate

@@ -200,3 +200,41 @@ def fill_noise(noise):
 def seed_noise(seed):
     """Seed the generator :func:`fill_noise` uses (for reproducible renders)."""
     np.random.seed(seed)
+
+
+@njit(nogil=True, cache=True)
+def harmonic_basis(f0_frames, f0_prev, hop, sr, max_hz, taper, out):
+    """Per-sample ``band_gain(k f0) · sin(k · phase)`` into ``out`` (T·hop, H) float32, from phase 0.
+
+    Exactly the factors :func:`harmonic_render` multiplies the interpolated
+    amplitudes by; training uses it (f0 is data, so this needs no gradient).
+    """
+    n_harm = out.shape[1]
+    ph = 0.0
+    f_a = f0_prev
+    inv_n = 1.0 / hop
+    for t in range(f0_frames.shape[0]):
+        f_b = f0_frames[t]
+        for i in range(hop):
+            n = t * hop + i
+            f0 = f_a + (f_b - f_a) * (i + 1) * inv_n
+            ph += TWO_PI * max(f0, 0.0) / sr
+            if ph >= TWO_PI:
+                ph -= TWO_PI * math.floor(ph / TWO_PI)
+            for k in range(n_harm):
+                out[n, k] = 0.0
+            if f0 <= 0.0:
+                continue
+            s1 = math.sin(ph)
+            c2 = 2.0 * math.cos(ph)
+            s_prev = 0.0
+            s_k = s1
+            for k in range(n_harm):
+                g = band_gain((k + 1) * f0, max_hz, taper)
+                if g == 0.0:
+                    break
+                out[n, k] = g * s_k
+                s_next = c2 * s_k - s_prev
+                s_prev = s_k
+                s_k = s_next
+        f_a = f_b

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -93,3 +95,160 @@ def test_noise_stays_in_its_bands():
     inside = (freqs > 3900) & (freqs < 5300)
     far = (freqs < 2000) | (freqs > 8000)
     assert np.mean(mag[inside] ** 2) > 100 * np.mean(mag[far] ** 2)
+
+
+# ---- the trained decoder and the live voice -------------------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+from engine.events import Inbox, Kind, make_events  # noqa: E402
+from engine.node import Context, NodeIO  # noqa: E402
+from instruments.ddsp import DDSPVoice, NumbaDecoder, decoder_step  # noqa: E402
+from instruments.pitch import PitchTracker  # noqa: E402
+from models.ddsp.model import load, scale_inputs  # noqa: E402
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "ddsp" / "violin.pt"
+SR, BLOCK = 48000, 128
+
+
+def test_committed_weights_load_with_weights_only():
+    blob = torch.load(WEIGHTS, map_location="cpu", weights_only=True)
+    assert {"state_dict", "hidden", "sample_rate", "hop", "meta"} <= set(blob)
+    decoder, meta = load(WEIGHTS)
+    assert meta["instrument"] == "violin" and meta["steps"] > 0
+    assert sum(p.numel() for p in decoder.parameters()) < 1_000_000
+
+
+def test_numba_decoder_step_matches_torch():
+    decoder, _ = load(WEIGHTS)
+    port = NumbaDecoder(WEIGHTS)
+    t = 60
+    f0 = torch.logspace(math.log10(150.0), math.log10(1500.0), t)[None]
+    loud = torch.linspace(-90.0, -10.0, t)[None]
+    voicing = (torch.arange(t) % 7 != 0).float()[None]
+    with torch.no_grad():
+        x = scale_inputs(f0, loud, voicing)
+        y, _ = decoder.gru(decoder.inp(x))
+        want = decoder.out(torch.cat([y, x], -1))[0].numpy()
+    h = np.zeros(port.hidden, np.float32)
+    raw = np.zeros(port.n_out, np.float32)
+    scratch = port.scratch()
+    xs = x[0].numpy()
+    got = np.zeros_like(want)
+    for i in range(t):
+        decoder_step(xs[i], h, *port.weights_a, *port.weights_b, *scratch, raw)
+        got[i] = raw
+    np.testing.assert_allclose(got, want, atol=2e-4, rtol=1e-4)
+
+
+class _Harness:
+    """A voice node driven directly: listener controls and events per 128-frame block."""
+
+    def __init__(self, **options):
+        self.node = DDSPVoice("voice", model="violin", **options)
+        self.node.prepare(Context(SR, BLOCK, "voice", {}, lambda _: 0))
+        self.inbox = Inbox()
+        self.io = NodeIO(lambda *a: None, self.inbox)
+        self.io.outputs["out"] = np.zeros((2, BLOCK), np.float32)
+        self.io.published["f0_hz"] = np.zeros(BLOCK, np.float32)
+        self.ctl = {"f0": np.zeros(BLOCK, np.float32), "voicing": np.zeros(BLOCK, np.float32),
+                    "loudness": np.full(BLOCK, -120.0, np.float32)}
+        self.io.controls = self.ctl
+        self.time = 0
+
+    def block(self, f0=0.0, voicing=0.0, loudness=-120.0, events=()) -> np.ndarray:
+        self.ctl["f0"][:], self.ctl["voicing"][:], self.ctl["loudness"][:] = f0, voicing, loudness
+        self.inbox.clear()
+        for kind, a, b in events:
+            row = make_events(1)[0]
+            row["time"], row["kind"], row["a"], row["b"] = self.time, kind, a, b
+            self.inbox.insert(row)
+        self.io.block_start = self.time
+        self.node.process(self.io)
+        self.time += BLOCK
+        return self.io.outputs["out"][0].copy()
+
+
+def _sung_vowel(f0_track: np.ndarray, sr: int) -> np.ndarray:
+    """A synthetic sung 'ah': glottal-like harmonics (−12 dB/octave) through three formant peaks."""
+    phase = 2 * np.pi * np.cumsum(f0_track) / sr
+    x = np.zeros(len(f0_track))
+    for k in range(1, 40):
+        fk = k * f0_track
+        formants = sum(a / (1 + ((fk - fc) / bw) ** 2) for fc, bw, a in
+                       ((700, 130, 1.0), (1220, 150, 0.5), (2600, 250, 0.25)))
+        x += np.where(fk < 6000, np.sin(k * phase) / k ** 2 * (0.2 + formants), 0.0)
+    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+
+
+def test_voice_input_gives_output_that_follows_its_pitch():
+    notes = np.repeat([220.0, 247.0, 294.0, 262.0], SR // 2)  # 2 s, steps every 0.5 s
+    vibrato = 2 ** (0.3 / 12 * np.sin(2 * np.pi * 5.0 * np.arange(len(notes)) / SR))
+    voice = _sung_vowel(notes * vibrato, SR)
+    listener = PitchTracker(SR)
+    hops, pub = listener.buffers(BLOCK)
+    h = _Harness(listener="pitch")
+    out = np.zeros_like(voice)
+    for i in range(0, len(voice), BLOCK):
+        listener.process_into(voice[i:i + BLOCK], hops, pub)
+        h.ctl["f0"][:], h.ctl["voicing"][:], h.ctl["loudness"][:] = pub[3], pub[1], pub[2]
+        h.inbox.clear()
+        h.node.process(h.io)
+        out[i:i + BLOCK] = h.io.outputs["out"][0]
+    assert np.isfinite(out).all() and np.abs(out).max() > 1e-3
+    tracked = PitchTracker(SR).process_file(out)
+    truth = np.interp(tracked.time_s, np.arange(len(notes)) / SR, notes * vibrato)
+    after = tracked.time_s > 0.1
+    assert tracked.voiced[after].mean() > 0.8
+    ok = tracked.voiced & after
+    cents = np.abs(1200 * np.log2(tracked.f0_hz[ok] / truth[ok]))
+    assert np.median(cents) < 25.0
+
+
+def test_silence_in_gives_silence_out():
+    h = _Harness(listener="pitch")
+    for _ in range(50):
+        h.block(220.0, 1.0, -30.0)  # a sung note ...
+    tails = [h.block(220.0, 0.0, -120.0) for _ in range(20)]  # ... then digital silence
+    assert np.abs(tails[0]).max() > 0.0
+    assert all(np.abs(t).max() == 0.0 for t in tails[8:])
+    unvoiced = [h.block(0.0, 0.0, -25.0) for _ in range(20)]  # breath / consonant: no tone
+    assert all(np.abs(t).max() == 0.0 for t in unvoiced)
+
+
+def test_no_nan_with_extreme_inputs():
+    h = _Harness(listener="pitch")
+    for f0 in (0.0, 20.0, 20000.0, 1e6):
+        for loud in (-120.0, 20.0, -30.0):
+            out = np.concatenate([h.block(f0, 1.0, loud) for _ in range(8)])
+            assert np.isfinite(out).all() and np.abs(out).max() < 10.0
+    m = _Harness(voices=4)
+    out = np.concatenate([m.block(events=[(Kind.NOTE_ON, n, 127) for n in (0, 60, 127)])]
+                         + [m.block() for _ in range(40)])
+    assert np.isfinite(out).all() and np.abs(out).max() < 10.0
+
+
+def test_notes_play_at_their_pitch_and_stop():
+    m = _Harness()
+    first = m.block(events=[(Kind.NOTE_ON, 69, 100)])
+    held = np.concatenate([first] + [m.block() for _ in range(150)])  # 0.4 s of A4
+    f = PitchTracker(SR).process_file(held)
+    after = f.time_s > 0.1
+    assert f.voiced[after].mean() > 0.9
+    late = f.voiced & after
+    cents = 1200 * np.log2(f.f0_hz[late] / 440.0)
+    assert np.median(np.abs(cents)) < 25.0  # vibrato ±15 cents around A4
+    m.block(events=[(Kind.NOTE_OFF, 69, 0)])
+    after = [m.block() for _ in range(200)]  # release 0.15 s, then nothing
+    assert all(np.abs(b).max() == 0.0 for b in after[100:])
+
+
+def test_numba_training_basis_equals_torch_basis():
+    from instruments.ddsp_kernels import harmonic_basis
+
+    f0 = np.geomspace(80.0, 2500.0, 30).astype(np.float32)
+    f0[4] = 0.0
+    out = np.zeros((30 * 64, 60), np.float32)
+    harmonic_basis(f0.astype(np.float64), float(f0[0]), 64, 24000.0, 12000.0, taper_hz(12000.0), out)
+    want = st.harmonic_basis(torch.tensor(f0)[None], 60, 64, 24000.0, 12000.0, taper_hz(12000.0))[0]
+    np.testing.assert_allclose(out, want.numpy(), atol=1e-4)

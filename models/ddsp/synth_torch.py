@@ -45,23 +45,35 @@ def upsample(frames: torch.Tensor, hop: int, prev: torch.Tensor | None = None) -
     return out.reshape(frames.shape[0], frames.shape[1] * hop, *frames.shape[2:])
 
 
-def harmonic_synth(f0_hz: torch.Tensor, amps: torch.Tensor, hop: int, sr: float, max_hz: float,
-                   taper: float, phase0: float = 0.0, f0_prev=None, amps_prev=None) -> torch.Tensor:
-    """(B, T·hop) harmonic bank output from f0 (B, T) Hz and per-harmonic amps (B, T, H).
+def harmonic_basis(f0_hz: torch.Tensor, n_harm: int, hop: int, sr: float, max_hz: float, taper: float,
+                   phase0: float = 0.0, f0_prev=None) -> torch.Tensor:
+    """(B, T·hop, H) per-sample ``band_gain(k f0) · sin(k phase)`` from f0 frames (B, T), no gradient.
 
-    f0 carries no gradient (it is data, not a prediction), so the per-sample
-    basis ``band_gain(k f0) · sin(k phase)`` is built without autograd and each
-    hop is two small matrix products with the interpolated amplitudes.
+    (``instruments.ddsp_kernels.harmonic_basis`` computes the same from phase 0, faster on CPU.)
     """
-    b, t, n_harm = amps.shape
     with torch.no_grad():
         f0 = upsample(f0_hz, hop, f0_prev)
         inc = TWO_PI * f0.clamp_min(0.0).double() / sr
-        phase = torch.remainder(torch.cumsum(inc, dim=1) + phase0, TWO_PI).to(amps.dtype)
-        k = torch.arange(1, n_harm + 1, device=amps.device, dtype=amps.dtype)
-        basis = band_gain(f0[..., None] * k, max_hz, taper) * torch.sin(phase[..., None] * k)
-        basis = basis.view(b * t, hop, n_harm)
-        ramp = (torch.arange(1, hop + 1, device=amps.device, dtype=amps.dtype) / hop)[:, None]
+        phase = torch.remainder(torch.cumsum(inc, dim=1) + phase0, TWO_PI).float()
+        k = torch.arange(1, n_harm + 1, device=f0.device, dtype=torch.float32)
+        return band_gain(f0[..., None] * k, max_hz, taper) * torch.sin(phase[..., None] * k)
+
+
+def harmonic_synth(f0_hz: torch.Tensor, amps: torch.Tensor, hop: int, sr: float, max_hz: float,
+                   taper: float, phase0: float = 0.0, f0_prev=None, amps_prev=None,
+                   basis: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, T·hop) harmonic bank output from f0 (B, T) Hz and per-harmonic amps (B, T, H).
+
+    f0 carries no gradient (it is data, not a prediction), so the per-sample
+    basis (:func:`harmonic_basis`, or ``basis`` when given) is built without
+    autograd and each hop is two small matrix products with the interpolated
+    amplitudes.
+    """
+    b, t, n_harm = amps.shape
+    if basis is None:
+        basis = harmonic_basis(f0_hz, n_harm, hop, sr, max_hz, taper, phase0, f0_prev)
+    basis = basis.reshape(b * t, hop, n_harm)
+    ramp = (torch.arange(1, hop + 1, device=amps.device, dtype=amps.dtype) / hop)[:, None]
     before = torch.cat([amps[:, :1] if amps_prev is None else amps_prev[:, None], amps[:, :-1]], dim=1)
     start = torch.bmm(basis, before.reshape(b * t, n_harm, 1))
     slope = torch.bmm(basis, (amps - before).reshape(b * t, n_harm, 1))

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from instruments.ddsp_kernels import noise_matrix
 from models.ddsp import data, features
-from models.ddsp.model import Decoder, multiscale_spectral_loss, render, save
+from models.ddsp.model import Decoder, fast_basis, multiscale_spectral_loss, render, save
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,6 +46,15 @@ def prepared(instrument: str, split: str, minutes: float | None = None) -> dict[
     n = min(len(feats["f0"]), len(sets["audio"]) // data.HOP)
     return {"audio": sets["audio"][: n * data.HOP], "f0": feats["f0"][:n], "voicing": feats["voicing"][:n],
             "loudness": feats["loudness"][:n], "f0_midi": sets["f0_midi"][:n], "stats": stats}
+
+
+def ranges(sets) -> dict[str, list[float]]:
+    """What the instrument played: loudness (dB, 10th..95th percentile) and pitch (MIDI, 5th..95th)
+    of voiced frames — the voice maps note velocity and its automatic octave shift onto these."""
+    voiced = (sets["voicing"] >= 0.5) & (sets["f0"] > 0)
+    midi = 69.0 + 12.0 * np.log2(sets["f0"][voiced] / 440.0)
+    return {"loudness_range": [round(float(v), 1) for v in np.percentile(sets["loudness"][voiced], [10, 95])],
+            "pitch_range": [round(float(v), 1) for v in np.percentile(midi, [5, 95])]}
 
 
 def batch(sets, rng, size: int, frames: int):
@@ -92,14 +101,14 @@ def main(argv=None) -> int:
         f0, loud, voicing, target = (t.to(device) for t in batch(sets, rng, args.batch, frames))
         amp, dist, mags, _ = decoder(f0, loud, voicing)
         noise = torch.rand(target.shape, device=device) * 2 - 1
-        audio = render(decoder, f0, amp, dist, mags, noise, mat)
+        audio = render(decoder, f0, amp, dist, mags, noise, mat, fast_basis(decoder, f0))
         loss = multiscale_spectral_loss(audio, target)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(decoder.parameters(), 3.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
         done = (time.time() - t_train) / 60 >= args.minutes or step == args.steps - 1
         if (step + 1) % 100 == 0 or done:
@@ -108,7 +117,7 @@ def main(argv=None) -> int:
                     "train_minutes": round((time.time() - t_train) / 60, 1),
                     "loss_last100": round(float(np.mean(losses[-100:])), 4),
                     "data_minutes": round(len(sets["audio"]) / data.SAMPLE_RATE / 60, 1),
-                    "cross_check": sets["stats"], "threads": args.threads, "device": device}
+                    "cross_check": sets["stats"], "threads": args.threads, "device": device} | ranges(sets)
             save(decoder.cpu(), out, meta)
             decoder.to(device)
         if done:
