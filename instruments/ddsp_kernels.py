@@ -27,13 +27,19 @@ Conventions shared by the kernels and their twins
   overlap-added: the tail (``taps - 1`` samples) spills into later hops. The
   noise itself is an input (uniform in [-1, 1)), so a twin can be fed the same.
 
-Typical live use (one voice, per hop)::
+Typical live use (one voice, per hop; all arrays preallocated, float32 unless noted)::
 
-    harmonic_amplitudes(amp, dist, f0, max_hz, taper_hz, amps_new)
+    M = noise_matrix(65, band_hz, sr)                 # once: (taps, 65)
+    taper = taper_hz(max_hz)                          # max_hz = min(sr / 2, band_hz)
+    harmonic_amplitudes(amp, dist, f0, max_hz, taper, amps_new)
     out[:] = 0
-    harmonic_render(out, f0_old, f0, amps_old, amps_new, phase, sr, max_hz, taper_hz)
+    harmonic_render(out, f0_old, f0, amps_old, amps_new, phase, sr, max_hz, taper)  # phase: (1,) float64
     fill_noise(noise)
-    noise_render(out, noise, mags, M, ir, work, tail)
+    noise_render(out, noise, mags, M, ir, work, tail)  # ir (taps,), work (n+taps,), tail (taps-1,)
+    amps_old[:] = amps_new; f0_old = f0
+
+``harmonic_basis`` gives the per-sample factors of ``harmonic_render`` for a
+whole sequence (training, where f0 is data and needs no gradient).
 
 Units: frequencies in Hz, ``sr`` in Hz, amplitudes linear (full scale 1).
 """

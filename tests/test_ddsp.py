@@ -252,3 +252,17 @@ def test_numba_training_basis_equals_torch_basis():
     harmonic_basis(f0.astype(np.float64), float(f0[0]), 64, 24000.0, 12000.0, taper_hz(12000.0), out)
     want = st.harmonic_basis(torch.tensor(f0)[None], 60, 64, 24000.0, 12000.0, taper_hz(12000.0))[0]
     np.testing.assert_allclose(out, want.numpy(), atol=1e-4)
+
+
+def test_tone_transfer_patch_renders_offline(tmp_path):
+    from engine.cli import render
+
+    voice = _sung_vowel(np.repeat([196.0, 262.0], SR // 4), SR)
+    import soundfile as sf
+
+    sf.write(tmp_path / "voice.wav", voice, SR)
+    root = Path(__file__).resolve().parents[1]
+    audio = render(root / "patches" / "tone_transfer_violin.toml", tmp_path / "violin.wav",
+                   input_wav=tmp_path / "voice.wav", tail_s=0.2, quiet=True)
+    assert (tmp_path / "violin.wav").exists()
+    assert np.isfinite(audio).all() and np.abs(audio).max() > 1e-3
