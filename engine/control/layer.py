@@ -23,6 +23,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import rtmidi
+
 from engine.control.log import ErrorLog
 from engine.control.midiclock import MidiClock
 from engine.control.midiio import RtMidiInput, RtMidiOutput, pick_api
@@ -167,20 +169,24 @@ class ControlLayer:
         wanted_in = [(want_in, False)] if want_in else []
         if virtual:
             wanted_in.append((None, True))
-        self._open_inputs(wanted_in, api)
-        if want_out or virtual:
+        if self._open_inputs(wanted_in, api) and (want_out or virtual):
             try:
                 self.midi_output = RtMidiOutput(self.log, api, want_out or None, not want_out)
             except Exception as exc:
                 self.log.report("midi", f"MIDI out {want_out or 'virtual'}: {exc}; playing without it")
 
-    def _open_inputs(self, wanted: list[tuple[str | None, bool]], api: int) -> None:
+    def _open_inputs(self, wanted: list[tuple[str | None, bool]], api: int) -> bool:
+        """Open rtmidi inputs; False when the platform has no MIDI system at all (one line says so)."""
         for substring, is_virtual in wanted:
             try:
                 self.midi_inputs.append(RtMidiInput(self.engine, self.log, api, substring, is_virtual))
-            except Exception as exc:  # rtmidi raises SystemError / RtMidiError when no MIDI system exists
+            except rtmidi.SystemError as exc:
+                self.log.report("midi", f"no MIDI system here ({str(exc).strip()}); playing without MIDI ports")
+                return False
+            except Exception as exc:  # no port of that name, or the device refused
                 self.log.report("midi", f"MIDI in {substring or 'virtual ' + repr('Cadenza')}: {exc}; "
                                         "playing without it")
+        return True
 
     # -- requests from OSC -------------------------------------------------------------
 
