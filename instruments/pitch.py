@@ -18,9 +18,12 @@ emits events that leave the engine (OSC / MIDI out):
 - ``events_hz > 0``: at that rate, a ``Kind.PITCH`` event (a = voiced 0/1,
   value = f0 Hz, 0 while unvoiced) followed by a ``Kind.LOUDNESS`` event
   (value = dB) with the same time — OSC ``/cadenza/pitch <f0> <voiced> <loudness>``;
-- ``midi = true``: pitch-to-MIDI — ``NOTE_ON`` / ``NOTE_OFF`` (with hysteresis
-  in semitones) and ``PITCH_BEND`` (value -1..1 of ``bend_range`` semitones)
-  on ``midi_channel``, sent to the node's ``notes_to`` (else out of the engine).
+- ``midi = true``: pitch-to-MIDI — ``NOTE_ON`` / ``NOTE_OFF`` and
+  ``PITCH_BEND`` (value -1..1 of ``bend_range`` semitones, 2 cent steps) on
+  ``midi_channel``, sent to the node's ``notes_to`` (else out of the engine).
+  A note starts once the pitch has held it for ``NOTE_HOPS`` hops and changes
+  only when the pitch leaves it by half a step + ``hysteresis`` semitones; it
+  ends on the first unvoiced hop.
 """
 
 from __future__ import annotations
@@ -40,17 +43,20 @@ HOP_MS = 2.0  # analysis hop, ms
 WINDOW_MS = 8.0  # analysis window, ms
 FMIN_HZ = 55.0
 FMAX_HZ = 1600.0
+NOTE_HOPS = 4  # pitch-to-MIDI: hops (8 ms) a new note must hold before it sounds
 DELAY_S = 0.005  # the listener's fixed delay: a row emitted at t describes t - DELAY_S
 
 DEFAULTS = {
     "threshold": 0.15,  # CMNDF first-dip threshold
-    "voicing_center": 0.30,  # CMNDF depth with voicing probability 0.5
+    "voicing_center": 0.30,  # full-rate dip depth nd with voicing probability 0.5
     "voicing_slope": 0.05,
     "voicing_hysteresis": 0.05,
     "gate_db": -60.0,  # window level (dBFS) below which nothing is voiced
-    "octave_ratio": 0.5,  # drop an octave when c(2 tau) < ratio * c(tau) ...
-    "octave_margin": 0.01,  # ... and c(2 tau) < c(tau) - margin
-    "stick": 0.05,  # CMNDF bonus of staying near the previous voiced pitch
+    "octave_ratio": 0.35,  # drop an octave when c(2 tau) < ratio * c(tau) ...
+    "octave_margin": 0.015,  # ... and c(2 tau) < c(tau) - margin
+    "cmndf_weight": 0.5,  # voicing depth = max(nd, weight * CMNDF at the pick)
+    "near_best": 0.1,  # no dip under threshold: take the first within this of the deepest
+    "stick": 0.02,  # nd bonus of staying near the previous voiced pitch
 }
 
 
@@ -118,7 +124,8 @@ class PitchTracker:
         cfg[K.C_V_CENTER], cfg[K.C_V_SLOPE] = s["voicing_center"], s["voicing_slope"]
         cfg[K.C_V_HYST], cfg[K.C_GATE_DB] = s["voicing_hysteresis"], s["gate_db"]
         cfg[K.C_OCT_RATIO], cfg[K.C_OCT_MARGIN] = s["octave_ratio"], s["octave_margin"]
-        cfg[K.C_STICK] = s["stick"]
+        cfg[K.C_STICK], cfg[K.C_NEAR_BEST] = s["stick"], s["near_best"]
+        cfg[K.C_CMNDF_WEIGHT] = s["cmndf_weight"]
         cfg[K.C_LOUD_WIN] = win * dec
         cfg[K.C_SR] = sample_rate
         self.cfg = cfg
@@ -214,6 +221,8 @@ class PitchListener(Node):
             self.tracker.reset()
         self.note = -1  # sounding MIDI note, -1 none
         self.bend = 0.0  # last bend sent, -1..1
+        self.cand = -1  # note the pitch has been heading for
+        self.cand_run = 0  # hops it has stayed there
 
     def process(self, io) -> None:
         x = io.inputs["in"][0]
@@ -238,23 +247,31 @@ class PitchListener(Node):
                 self._midi(io, offset, f0, voiced, loud)
 
     def _midi(self, io, offset: int, f0: float, voiced: bool, loud: float) -> None:
-        """Pitch-to-MIDI with hysteresis: a note changes only past half a step + ``hysteresis``."""
+        """Pitch-to-MIDI with hysteresis: a note starts after ``NOTE_HOPS`` steady hops and
+        changes only when the pitch leaves it by half a step + ``hysteresis`` semitones."""
         o = self.options
         ch = o["midi_channel"]
         if not voiced or loud < o["min_loudness_db"] or f0 <= 0.0:
+            self.cand_run = 0
             if self.note >= 0:
                 io.emit(offset, Kind.NOTE_OFF, ch, self.note, 0)
                 self.note = -1
             return
         m = hz_to_midi(f0)
         if self.note < 0 or abs(m - self.note) > 0.5 + o["hysteresis"]:
+            cand = int(min(max(round(m), 0), 127))
+            self.cand_run = self.cand_run + 1 if cand == self.cand else 1
+            self.cand = cand
+            if self.cand_run < NOTE_HOPS:
+                return
             if self.note >= 0:
                 io.emit(offset, Kind.NOTE_OFF, ch, self.note, 0)
-            self.note = int(min(max(round(m), 0), 127))
+            self.note = cand
             velocity = int(min(max(127.0 * (loud + 60.0) / 60.0, 1.0), 127.0))
             self.bend = 0.0
             io.emit(offset, Kind.PITCH_BEND, ch, 0, 0, 0.0)
             io.emit(offset, Kind.NOTE_ON, ch, self.note, velocity)
+        self.cand_run = 0
         bend = min(max((m - self.note) / o["bend_range"], -1.0), 1.0)
         if abs(bend - self.bend) * o["bend_range"] >= 0.02:
             self.bend = bend

@@ -3,8 +3,9 @@
 One kernel call consumes a block of mono input samples of any length. Per
 input sample it runs
 
-- the pitch path: a high-pass + anti-alias low-pass (one SOS cascade), then
-  decimation by ``dec`` into a low-rate history;
+- the pitch path: a high-pass + anti-alias low-pass (one SOS cascade), kept
+  at the full rate (for the refinement, where its smooth dips interpolate well)
+  and decimated by ``dec`` into a low-rate history (for the coarse search);
 - the loudness path: an A-weighting filter (SOS), squared into a history.
 
 Every ``hop`` input samples it analyses the newest window (no lookahead):
@@ -12,11 +13,15 @@ Every ``hop`` input samples it analyses the newest window (no lookahead):
 1. the YIN difference function d(tau) at the low rate over ``W`` samples,
    its cumulative-mean-normalised form c(tau) (CMNDF);
 2. a candidate dip: the first local minimum of c below ``threshold`` (else
-   the global minimum), then the octave guard: the dips near tau/2 and 2 tau
-   are compared with the pick and with the previous voiced pitch;
-3. a refinement at the full rate (difference function on a few lags around
-   the low-rate pick, parabolic interpolation);
-4. voicing probability from the dip depth and the window level;
+   the global minimum), or the dip near the previous voiced period when it is
+   nearly as deep (continuity);
+3. a refinement at the full rate (normalised difference nd on a few lags
+   around the pick, parabolic interpolation), then the octave settled on
+   those precise dips: of tau and 2 tau, 2 tau wins only when its dip is
+   clearly deeper (weak fundamentals and strong even harmonics leave a
+   shallow dip at T/2; integer-lag CMNDF is too coarse to judge high notes);
+4. voicing probability from the dip depth (full-rate nd, or the coarse CMNDF
+   when that is clearly worse) and the window level;
 5. A-weighted mean-square loudness over the same window duration, in dB.
 
 Histories are "double-written" rings: each sample is stored at ``i`` and
@@ -38,16 +43,18 @@ C_WIN = 2  # pitch window, low-rate samples
 C_TAU_MIN = 3  # shortest period searched, low-rate samples (fmax)
 C_TAU_MAX = 4  # longest period searched, low-rate samples (fmin)
 C_THRESH = 5  # CMNDF first-dip threshold
-C_V_CENTER = 6  # CMNDF value at which the voicing probability is 0.5
-C_V_SLOPE = 7  # CMNDF units per e-fold of the voicing odds
+C_V_CENTER = 6  # dip depth nd at which the voicing probability is 0.5
+C_V_SLOPE = 7  # nd units per e-fold of the voicing odds
 C_V_HYST = 8  # added to C_V_CENTER while voiced (hysteresis)
 C_GATE_DB = 9  # window level (dBFS, mean square) below which the input counts as silence
-C_OCT_RATIO = 10  # a dip at 2 tau (an octave down) wins when c(2 tau) < c(tau) * C_OCT_RATIO ...
-C_OCT_MARGIN = 11  # ... and c(2 tau) < c(tau) - C_OCT_MARGIN
-C_STICK = 12  # CMNDF bonus of a dip within a semitone of the previous voiced period
+C_OCT_RATIO = 10  # the dip at 2 tau (an octave down) wins when nd(2 tau) < nd(tau) * C_OCT_RATIO ...
+C_OCT_MARGIN = 11  # ... and nd(2 tau) < nd(tau) - C_OCT_MARGIN (nd: full-rate normalised difference)
+C_STICK = 12  # nd bonus of a dip within a semitone of the previous voiced period
 C_LOUD_WIN = 13  # loudness window, input samples
 C_SR = 14  # input sample rate, Hz
-N_CONFIG = 15
+C_NEAR_BEST = 15  # without a dip under C_THRESH: the first dip within this of the deepest
+C_CMNDF_WEIGHT = 16  # voicing depth = max(nd, C_CMNDF_WEIGHT * CMNDF at the pick)
+N_CONFIG = 17
 
 # --- float state vector, indices --------------------------------------------------------
 S_F0 = 0  # latest f0 estimate, Hz (best guess, also while unvoiced)
@@ -113,30 +120,36 @@ def _local_min_near(c, lo_bound, hi_bound, tau_max):
     return best, best_tau
 
 
-@njit(nogil=True, cache=True)
-def _dip(c, t):
-    """Depth of the CMNDF dip at lag ``t``, refined between lags by a parabola (>= 0)."""
-    y0, y1, y2 = c[t - 1], c[t], c[t + 1]
-    off = _parabola(y0, y1, y2)
-    return max(y1 - 0.25 * (y0 - y2) * off, 0.0)
+@njit(nogil=True, cache=True, fastmath=True)
+def _norm_diff(x, base, n, tau):
+    """Normalised squared difference d / (energy of both segments), 0 (periodic) .. 2."""
+    acc = 0.0
+    e = 0.0
+    for j in range(n):
+        a = x[base + j]
+        b = x[base + j - tau]
+        acc += (a - b) * (a - b)
+        e += a * a + b * b
+    return acc / e if e > 1e-30 else 1.0
 
 
 @njit(nogil=True, cache=True)
-def _octave_guard(c, pick, tau_max, ratio, margin):
-    """Move ``pick`` to twice its lag while that dip is clearly deeper.
-
-    A weak fundamental or strong even harmonics leave a shallow dip at T/2;
-    the true period T then has a much deeper one.
-    """
-    while 2 * pick - 2 <= tau_max:
-        v2, t2 = _local_min_near(c, 2 * pick - 2, 2 * pick + 2, tau_max)
-        v1 = _dip(c, pick)
-        v2 = _dip(c, t2) if t2 > 0 else 1e9
-        if v2 < v1 * ratio and v2 < v1 - margin:
-            pick = t2
-        else:
-            break
-    return pick
+def _refine(hi, hbase, hwin, c, pick, dec, r):
+    """Period (input samples, fractional) and its normalised difference, from the full-rate
+    signal at the lags around the low-rate dip ``pick``."""
+    off = _parabola(c[pick - 1], c[pick], c[pick + 1])
+    centre = (pick + off) * dec
+    t_lo = max(int(centre) - dec, 2)
+    n_r = min(2 * dec + 4, r.shape[0])
+    for k in range(n_r):  # lags t_lo - 1 ... t_lo + n_r - 2
+        r[k] = _norm_diff(hi, hbase, hwin, t_lo - 1 + k)
+    kb = 1
+    for k in range(2, n_r - 1):
+        if r[k] < r[kb]:
+            kb = k
+    off = _parabola(r[kb - 1], r[kb], r[kb + 1])
+    nd = r[kb] - 0.25 * (r[kb - 1] - r[kb + 1]) * off
+    return t_lo - 1 + kb + off, max(nd, 0.0)
 
 
 @njit(nogil=True, cache=True)
@@ -184,32 +197,53 @@ def _analyse(cfg, st, lo, lo_end, hi, hi_end, ld, ld_end, d, c, r):
             while t < tau_max and c[t + 1] < c[t]:
                 t += 1
             pick = t
-    if pick < 0:
-        pick = gtau
-    pick = _octave_guard(c, pick, tau_max, cfg[C_OCT_RATIO], cfg[C_OCT_MARGIN])
-    # continuity: stay with the previous voiced period when its dip is nearly as deep
-    prev = st[S_PREV_TAU] / dec
-    if prev > 0.0:
-        vp, tp = _local_min_near(c, prev * 0.944, prev * 1.059 + 1.0, tau_max)
-        if tp >= tau_min and c[tp - 1] >= vp and c[tp + 1] >= vp \
-                and _dip(c, tp) < _dip(c, pick) + cfg[C_STICK]:
-            pick = _octave_guard(c, tp, tau_max, cfg[C_OCT_RATIO], cfg[C_OCT_MARGIN])
-    depth = _dip(c, pick)
-    # refine at the full rate around the low-rate pick
-    off = _parabola(c[pick - 1], c[pick], c[pick + 1]) if pick > 1 else 0.0
-    centre = (pick + off) * dec
+    if pick < 0:  # no clear dip: the shortest dip nearly as deep as the deepest
+        # (a mixture of two notes, as in legato or reverb, dips deepest at their common period)
+        for tau in range(tau_min, tau_max + 1):
+            if c[tau] <= gbest + cfg[C_NEAR_BEST] and c[tau] <= c[tau - 1] and c[tau] <= c[tau + 1]:
+                pick = tau
+                break
+        if pick < 0:
+            pick = gtau
+    # refine at the full rate (precise dips: normalised difference nd)
     hwin = win * dec
     hbase = hi_end - hwin
-    t_lo = max(int(centre) - dec, 2)
-    n_r = min(2 * dec + 4, r.shape[0])
-    for k in range(n_r):  # lags t_lo - 1 ... t_lo + n_r - 2
-        tau = t_lo - 1 + k
-        r[k] = _sq_diff(hi, hbase, hwin, tau)
-    kb = 1
-    for k in range(2, n_r - 1):
-        if r[k] < r[kb]:
-            kb = k
-    period = t_lo - 1 + kb + _parabola(r[kb - 1], r[kb], r[kb + 1])
+    ratio = cfg[C_OCT_RATIO]
+    margin = cfg[C_OCT_MARGIN]
+    period, nd = _refine(hi, hbase, hwin, c, pick, dec, r)
+    # continuity: return to the previous voiced period when its dip is nearly as deep —
+    # but never to a multiple of the pick (a multiple of the true period always dips too)
+    prev = st[S_PREV_TAU] / dec
+    q = prev / pick
+    if prev > 0.0 and (q < 1.5 or abs(q - round(q)) > 0.15):
+        _, tp = _local_min_near(c, prev * 0.944, prev * 1.059 + 1.0, tau_max)
+        if tp >= tau_min and tp != pick and c[tp - 1] >= c[tp] and c[tp + 1] >= c[tp]:
+            period_p, nd_p = _refine(hi, hbase, hwin, c, tp, dec, r)
+            if nd_p < nd + cfg[C_STICK]:
+                pick, period, nd = tp, period_p, nd_p
+    # settle the octave: of two lags tau and 2 tau, 2 tau wins only when its dip is
+    # clearly deeper (a weak fundamental or strong even harmonics leave a shallow
+    # dip at T/2; integer-lag CMNDF is too coarse to judge this for high notes)
+    while pick // 2 - 1 >= tau_min:
+        _, th = _local_min_near(c, pick / 2 - 1.5, pick / 2 + 1.5, tau_max)
+        if th < tau_min:
+            break
+        period_h, nd_h = _refine(hi, hbase, hwin, c, th, dec, r)
+        if nd < nd_h * ratio and nd < nd_h - margin:
+            break
+        pick, period, nd = th, period_h, nd_h
+    while 2 * pick - 2 <= tau_max:
+        _, t2 = _local_min_near(c, 2 * pick - 2, 2 * pick + 2, tau_max)
+        if t2 < 0:
+            break
+        period2, nd2 = _refine(hi, hbase, hwin, c, t2, dec, r)
+        if nd2 < nd * ratio and nd2 < nd - margin:
+            pick, period, nd = t2, period2, nd2
+        else:
+            break
+    # depth for voicing: the full-rate dip, unless the coarse CMNDF disagrees (an abrupt
+    # level change makes short lags look periodic to nd, never to the cumulative-mean form)
+    depth = max(nd, cfg[C_CMNDF_WEIGHT] * min(c[pick - 1], c[pick], c[pick + 1]))
     f0 = cfg[C_SR] / period if period > 0.0 else 0.0
     # voicing probability: dip depth with hysteresis, gated by level
     centre_v = cfg[C_V_CENTER] + (cfg[C_V_HYST] if st[S_VOICING] >= 0.5 else 0.0)
@@ -256,10 +290,10 @@ def track(x, cfg, st, ist, sos_pitch, z_pitch, sos_aw, z_aw, lo, hi, ld, d, c, r
         if not math.isfinite(s):
             s = 0.0
         ist[I_COUNT] += 1
-        ist[I_HI_POS] = _push(hi, ist[I_HI_POS], s)
         a = _biquads(sos_aw, z_aw, s)
         ist[I_LD_POS] = _push(ld, ist[I_LD_POS], a * a)
         y = _biquads(sos_pitch, z_pitch, s)
+        ist[I_HI_POS] = _push(hi, ist[I_HI_POS], y)
         if ist[I_COUNT] % dec == 0:
             ist[I_LO_POS] = _push(lo, ist[I_LO_POS], y)
         if ist[I_COUNT] % hop == 0:
