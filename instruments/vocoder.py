@@ -70,17 +70,21 @@ def _biquad(x, c, s):
 
 @njit(nogil=True, cache=True, fastmath=True)
 def vocoder_kernel(out, modulator, carrier, mod_coefs, car_coefs, mod_state, car_state, env,
-                   car_env, misc, hp_coefs, scratch, carrier_mode, carrier_hz, sr, attack_s, release_s,
-                   sibilance, gain):
+                   car_env, misc, hp_coefs, scratch, env_trace, carrier_mode, carrier_hz, sr,
+                   attack_s, release_s, sibilance, gain):
     """Vocode one block.
 
     out: (2, frames) float32; modulator: (frames,) float32; carrier: (2, frames) float32
     (read only when ``carrier_mode`` is 0 = input; 1 = internal saw at ``carrier_hz``, 2 = noise).
     mod_coefs / car_coefs: (3, bands) band-pass biquads (see :func:`bandpass_coefs`), each band
-    run twice in cascade; mod_state: (4, bands); car_state: (2, 4, bands); env: (bands,)
-    envelopes; misc: [saw phase, noise seed, high energy, total energy, hp state 1, hp state 2];
-    hp_coefs: (5,) high-pass biquad; scratch: (3, frames) float64 work space.
-    Times in seconds, gain linear. The band loop is innermost so it vectorises across bands.
+    run twice in cascade; mod_state: (4, bands); car_state: (2, 4, bands); env: (bands,) voice
+    band envelopes; car_env: (3, bands) carrier band envelopes and work rows (each carrier band
+    is divided by its own envelope as of the previous block — whitened — then scaled by the
+    voice's); misc: [saw phase, noise seed, high energy, total energy, hp state 1, hp state 2];
+    hp_coefs: (5,) high-pass biquad; scratch: (3, frames) float64; env_trace: (frames, bands)
+    float64. Times in seconds, gain linear. Band loops are innermost so they vectorise across
+    bands. A carrier whose two channels are equal (an internal one, or a mono voice) is
+    filtered once.
     """
     frames = out.shape[1]
     bands = env.shape[0]
@@ -96,7 +100,12 @@ def vocoder_kernel(out, modulator, carrier, mod_coefs, car_coefs, mod_state, car
         car_sum[k] = 0.0
     hp_state = misc[4:6]
     seed = np.int64(misc[1])
-    car0, car1, passthrough = scratch[0], scratch[1], scratch[2]
+    stereo = False
+    if carrier_mode == 0:
+        for i in range(frames):
+            if carrier[0, i] != carrier[1, i]:
+                stereo = True
+                break
     # pass 1, per sample: unvoiced detector, carrier (+ noise when unvoiced)
     for i in range(frames):
         x = modulator[i]
@@ -118,55 +127,56 @@ def vocoder_kernel(out, modulator, carrier, mod_coefs, car_coefs, mod_state, car
         else:
             c0 = carrier[0, i]
             c1 = carrier[1, i]
-        car0[i] = c0 + unvoiced * NOISE_LEVEL * noise
-        car1[i] = c1 + unvoiced * NOISE_LEVEL * noise
-        passthrough[i] = sibilance * unvoiced * hp
+        scratch[0, i] = c0 + unvoiced * NOISE_LEVEL * noise
+        scratch[1, i] = c1 + unvoiced * NOISE_LEVEL * noise
+        scratch[2, i] = sibilance * unvoiced * hp
     misc[1] = np.float64(seed)
-    # pass 2: every band, per sample (two cascaded biquads for the voice and each carrier channel)
-    mb0, ma1, ma2 = mod_coefs[0], mod_coefs[1], mod_coefs[2]
-    cb0, ca1, ca2 = car_coefs[0], car_coefs[1], car_coefs[2]
-    m0, m1, m2, m3 = mod_state[0], mod_state[1], mod_state[2], mod_state[3]
-    p0, p1, p2, p3 = car_state[0, 0], car_state[0, 1], car_state[0, 2], car_state[0, 3]
-    q0, q1, q2, q3 = car_state[1, 0], car_state[1, 1], car_state[1, 2], car_state[1, 3]
+    # pass 2: the voice's band envelopes, per sample (two cascaded biquads per band)
+    b0s, a1s, a2s = mod_coefs[0], mod_coefs[1], mod_coefs[2]
+    s0, s1, s2, s3 = mod_state[0], mod_state[1], mod_state[2], mod_state[3]
     for i in range(frames):
         x = modulator[i]
-        c0 = car0[i]
-        c1 = car1[i]
-        acc0 = 0.0
-        acc1 = 0.0
+        trace = env_trace[i]
         for k in range(bands):
-            b0, a1, a2 = mb0[k], ma1[k], ma2[k]
-            y = b0 * x + m0[k]
-            m0[k] = -a1 * y + m1[k]
-            m1[k] = -b0 * x - a2 * y
-            z = b0 * y + m2[k]
-            m2[k] = -a1 * z + m3[k]
-            m3[k] = -b0 * y - a2 * z
+            b0, a1, a2 = b0s[k], a1s[k], a2s[k]
+            y = b0 * x + s0[k]
+            s0[k] = -a1 * y + s1[k]
+            s1[k] = -b0 * x - a2 * y
+            z = b0 * y + s2[k]
+            s2[k] = -a1 * z + s3[k]
+            s3[k] = -b0 * y - a2 * z
             level = abs(z)
             e = env[k]
             e += (att if level > e else rel) * (level - e)
             env[k] = e
-            b0, a1, a2 = cb0[k], ca1[k], ca2[k]
-            y = b0 * c0 + p0[k]
-            p0[k] = -a1 * y + p1[k]
-            p1[k] = -b0 * c0 - a2 * y
-            z = b0 * y + p2[k]
-            p2[k] = -a1 * z + p3[k]
-            p3[k] = -b0 * y - a2 * z
-            w = b0 * c1 + q0[k]
-            q0[k] = -a1 * w + q1[k]
-            q1[k] = -b0 * c1 - a2 * w
-            v = b0 * w + q2[k]
-            q2[k] = -a1 * v + q3[k]
-            q3[k] = -b0 * w - a2 * v
-            car_sum[k] += abs(z) + abs(v)
-            scale = e * car_gain[k]
-            acc0 += z * scale
-            acc1 += v * scale
-        out[0, i] = (acc0 * BAND_GAIN + passthrough[i]) * gain
-        out[1, i] = (acc1 * BAND_GAIN + passthrough[i]) * gain
+            trace[k] = e * car_gain[k]
+    # pass 3: each carrier channel through the same bands, whitened, scaled and summed
+    b0s, a1s, a2s = car_coefs[0], car_coefs[1], car_coefs[2]
+    channels = 2 if stereo else 1
+    for c in range(channels):
+        s0, s1, s2, s3 = car_state[c, 0], car_state[c, 1], car_state[c, 2], car_state[c, 3]
+        src = scratch[c]
+        for i in range(frames):
+            x = src[i]
+            trace = env_trace[i]
+            acc = 0.0
+            for k in range(bands):
+                b0, a1, a2 = b0s[k], a1s[k], a2s[k]
+                y = b0 * x + s0[k]
+                s0[k] = -a1 * y + s1[k]
+                s1[k] = -b0 * x - a2 * y
+                z = b0 * y + s2[k]
+                s2[k] = -a1 * z + s3[k]
+                s3[k] = -b0 * y - a2 * z
+                car_sum[k] += abs(z)
+                acc += z * trace[k]
+            out[c, i] = (acc * BAND_GAIN + scratch[2, i]) * gain
+    if not stereo:
+        for i in range(frames):
+            out[1, i] = out[0, i]
+        car_state[1] = car_state[0]
     for k in range(bands):  # carrier band followers, updated once per block
-        level = car_sum[k] * (0.5 / frames)
+        level = car_sum[k] / (channels * frames)
         ce = car_env[0, k]
         car_env[0, k] = ce + (c_att if level > ce else c_rel) * (level - ce)
 
@@ -235,6 +245,7 @@ class ChannelVocoder(Node):
         bandpass_coefs(self.mod_coefs, self.centres, self.ratio, self.sample_rate)
         self.hp_coefs = highpass_coefs(SIBILANT_HZ, self.sample_rate)
         self.scratch = np.zeros((3, ctx.block))
+        self.env_trace = np.zeros((ctx.block, self.options["bands"]))
         self._formant = math.nan
 
     def process(self, io) -> None:
@@ -245,7 +256,8 @@ class ChannelVocoder(Node):
             bandpass_coefs(self.car_coefs, self.shifted, self.ratio, self.sample_rate)
         vocoder_kernel(io.outputs["out"], io.inputs["modulator"][0], io.inputs["carrier"],
                        self.mod_coefs, self.car_coefs, self.mod_state, self.car_state, self.env,
-                       self.car_env, self.misc, self.hp_coefs, self.scratch, self.carrier_mode, p[4],
+                       self.car_env, self.misc, self.hp_coefs, self.scratch, self.env_trace,
+                       self.carrier_mode, p[4],
                        self.sample_rate, p[0], p[1], p[3], 10.0 ** (p[5] / 20.0))
 
     def reset(self) -> None:

@@ -166,7 +166,7 @@ def test_harmony_line_lands_on_the_held_midi_note():
 def test_three_harmony_lines_sound_the_held_chord():
     voice = vowel(220.0, 1.2)
     notes = (60, 64, 67)
-    out = run(Harmonizer("h", voices=3, lead_db=-60.0), {"in": voice[None]}, notes=notes)[0, SR // 4:]
+    out = run(Harmonizer("h", voices=3, lead_db=-60.0), {"in": voice[None]}, notes=notes).sum(0)[SR // 4:]
     spec = np.abs(np.fft.rfft(out * np.hanning(out.size)))
     freqs = np.fft.rfftfreq(out.size, 1 / SR)
 
