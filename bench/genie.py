@@ -8,7 +8,8 @@ Writes ``bench/results/genie.json``::
      "step_us": {"cpu_p50", "cpu_p99", "gpu_p99"}}
 
 - perplexity: exp(mean cross-entropy per note) of the decoder given the
-  encoder's buttons, teacher forced, over the test split cut into 128-note windows;
+  encoder's buttons, teacher forced, over the test split cut into windows as long as
+  the training windows (``meta["length"]`` in the weights);
 - lm_baseline_perplexity: the same for the button-less LM baseline (same size,
   data and steps);
 - contour_violation: the decoder plays the encoder's buttons (greedy, fed its own
@@ -37,7 +38,6 @@ from models.genie.model import START, load
 
 HERE = Path(__file__).resolve().parent
 WEIGHTS = HERE.parent / "models" / "genie"
-LENGTH = 128
 GOALS = {"perplexity": "≤ 0.5 × LM baseline", "contour_violation": "≤ 0.05", "cpu_p99": "≤ 500 µs"}
 
 MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -60,19 +60,19 @@ def key_mask(pitches: np.ndarray, durations: np.ndarray) -> np.ndarray:
     return mask
 
 
-def test_windows(quick: bool):
+def test_windows(length: int, quick: bool):
     """Test-split windows (keys, dt) and, per window, the key mask of its piece."""
     keys, dts, masks = [], [], []
     pieces = data.load_pieces("test")
     for piece in pieces:
-        k, d = data.eval_windows([piece], LENGTH)
+        k, d = data.eval_windows([piece], length)
         if len(k):
             keys.append(k)
             dts.append(d)
             masks += [key_mask(piece.pitch, piece.duration)] * len(k)
     keys, dts, masks = np.concatenate(keys), np.concatenate(dts), np.array(masks)
     if quick:
-        pick = np.random.default_rng(0).choice(len(keys), size=min(48, len(keys)), replace=False)
+        pick = np.random.default_rng(0).choice(len(keys), size=min(96, len(keys)), replace=False)
         keys, dts, masks = keys[pick], dts[pick], masks[pick]
     return keys, dts, masks, len(pieces)
 
@@ -152,13 +152,14 @@ def step_latency(weights: Path, presses: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="48 test windows, 2000 timed steps")
+    parser.add_argument("--quick", action="store_true", help="96 test windows, 2000 timed steps")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     genie_path, lm_path = WEIGHTS / "genie.pt", WEIGHTS / "lm_baseline.pt"
     genie, genie_meta = load(genie_path)
     lm, lm_meta = load(lm_path)
-    keys, dts, masks, n_pieces = test_windows(args.quick)
+    length = int(genie_meta["length"])
+    keys, dts, masks, n_pieces = test_windows(length, args.quick)
     ppl = perplexity(genie, keys, dts)
     lm_ppl = perplexity(lm, keys, dts)
     buttons, decoded = play_encoder_buttons(genie, keys, dts)
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(result, indent=2) + "\n")
 
     notes = keys.size
-    print(f"## Piano Genie ({'quick: ' if args.quick else ''}{len(keys)} test windows × {LENGTH} notes "
+    print(f"## Piano Genie ({'quick: ' if args.quick else ''}{len(keys)} test windows × {length} notes "
           f"= {notes} notes from {n_pieces} held-out pieces)\n")
     print("| metric | value | goal / reference |")
     print("|---|---|---|")

@@ -73,7 +73,7 @@ def train(baseline: bool, steps: int, batch: int, length: int, lr: float, out: P
     valid_nats = evaluate(model, valid_keys, valid_dt, device)
     meta = {"steps": steps, "batch": batch, "length": length, "lr": lr, "seed": SEED,
             "train_seconds": round(seconds, 1), "device": str(device),
-            "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "torch": str(torch.__version__),
             "cpu": platform.processor() or platform.machine(),
             "valid_perplexity": round(math.exp(valid_nats), 4),
             "train_pieces": len(pieces)}
