@@ -228,16 +228,28 @@ class TempoMap:
 
 
 def clip_specs(split: str) -> list[ClipSpec]:
-    """The 24 clips of a split: six kinds × meters, tempi 60–180 BPM; pieces and seeds per split."""
+    """The 24 clips of a split: six kinds × meters, tempi 60–180 BPM; pieces and seeds per split.
+
+    ``test`` is held out: its pieces (odd rows of the piece list) and drum seeds are
+    used nowhere else. ``tune`` and ``train<k>`` (more clips for fitting a model)
+    draw from the other half of the pieces, with their own seeds and tempi.
+    """
     pieces = _pieces()
-    half = {m: (rows[0::2] if split == "tune" else rows[1::2]) for m, rows in pieces.items()}
-    rng = np.random.default_rng(11 if split == "tune" else 23)
-    seed0 = 100 if split == "tune" else 500
-    used = {m: 0 for m in half}
+    if split == "test":
+        half, rng_seed, seed0, start = {m: rows[1::2] for m, rows in pieces.items()}, 23, 500, 0
+    elif split == "tune":
+        half, rng_seed, seed0, start = {m: rows[0::2] for m, rows in pieces.items()}, 11, 100, 0
+    elif split.startswith("train") and split[5:].isdigit():
+        k = int(split[5:])
+        half, rng_seed, seed0, start = {m: rows[0::2] for m, rows in pieces.items()}, 1000 + k, 1000 + 100 * k, 12 + 7 * k
+    else:
+        raise ValueError(f"split: found {split!r}, allowed 'test', 'tune' or 'train<k>'")
+    rng = np.random.default_rng(rng_seed)
+    used = {m: start for m in half}
 
     def piece(meter):
         used[meter] += 1
-        return half[meter][used[meter] - 1]
+        return half[meter][(used[meter] - 1) % len(half[meter])]
 
     def tempo(meter, lo=60, hi=180):
         hi = min(hi, 125) if meter == "6/8" else hi

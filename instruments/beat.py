@@ -3,12 +3,14 @@
 :class:`BeatTracker` is a listener node. It hears one audio input, and per
 block publishes
 
-- ``bpm``: the tempo of the most likely state (beats per minute);
+- ``bpm``: the tracked tempo (beats per minute); it holds its last value
+  through silence, and is 0 until the first confident frame;
 - ``phase``: position inside the current beat, 0 at the beat, rising to 1;
 - ``confidence``: 0..1, how concentrated the beat-phase belief is (0 while
   the input is silent);
 - ``next_beat_s``: seconds from this block's first frame to the next
-  predicted beat (so it is known a block or more before the beat);
+  predicted beat (so it is known a block or more before the beat); 0 while
+  the tracker is not confident (silence);
 
 and emits ``Kind.BEAT`` events (value = bpm, a = beat index) at the sample
 where the tracker places the beat — the predicted sample when it is locked,
@@ -22,6 +24,8 @@ The same object runs over a file in :mod:`instruments.beat_cli`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from engine.events import Kind
@@ -30,6 +34,27 @@ from instruments import beat_kernels as bk
 
 MAX_EVENTS = 16  # per block: a few beats and predictions at most
 LOW_HZ = 250.0  # bands centred below this get the ``low_boost``
+GROUP_FMIN, N_GROUPS = 30.0, 27  # the network's input: band differences in third octaves from 30 Hz
+NET_WEIGHTS = Path(__file__).resolve().parent.parent / "models" / "beat" / "onset_gru.pt"
+
+
+_NO_NET = {k: np.zeros((0, 0) if k.startswith("w_h") or k == "w_ih" else 0, np.float64)
+           for k in ("w_ih", "w_hh", "b_ih", "b_hh", "w_out", "b_out")}
+
+
+def load_onset_net(path: Path = NET_WEIGHTS) -> dict[str, np.ndarray]:
+    """The onset GRU's weights as float64 arrays for :func:`instruments.beat_kernels.gru_step`."""
+    import torch
+
+    if not path.exists():
+        raise ValueError(f"activation = 'net' needs {path} (train it: python -m models.beat.train)")
+    sd = torch.load(path, weights_only=True, map_location="cpu")
+    net = {"w_ih": sd["gru.weight_ih_l0"], "w_hh": sd["gru.weight_hh_l0"], "b_ih": sd["gru.bias_ih_l0"],
+           "b_hh": sd["gru.bias_hh_l0"], "w_out": sd["out.weight"][0], "b_out": sd["out.bias"]}
+    net = {k: np.ascontiguousarray(v.double().numpy()) for k, v in net.items()}
+    if net["w_ih"].shape[1] != N_GROUPS:
+        raise ValueError(f"{path}: the network takes {net['w_ih'].shape[1]} inputs, allowed {N_GROUPS}")
+    return net
 
 
 class BeatTracker(Node):
@@ -37,26 +62,28 @@ class BeatTracker(Node):
 
     OPTIONS = {
         "min_bpm": Option(float, default=55.0, lo=20.0, hi=300.0, doc="slowest tempo tracked, BPM"),
-        "max_bpm": Option(float, default=215.0, lo=30.0, hi=400.0, doc="fastest tempo tracked, BPM"),
+        "max_bpm": Option(float, default=190.0, lo=30.0, hi=400.0, doc="fastest tempo tracked, BPM"),
         "fps": Option(float, default=100.0, lo=50.0, hi=400.0, doc="novelty frames per second"),
         "window_ms": Option(float, default=46.0, lo=10.0, hi=200.0,
                             doc="analysis window, ms (rounded to a power of two in samples)"),
-        "delay_ms": Option(float, default=10.0, lo=0.0, hi=200.0,
+        "delay_ms": Option(float, default=12.0, lo=0.0, hi=200.0,
                            doc="how far a frame's onset evidence lags its last sample, ms"),
         "kappa": Option(float, default=2.0, lo=0.01, hi=100.0,
                         doc="novelty → activation: (flux / (flux + kappa * running mean)) ** gamma"),
-        "gamma": Option(float, default=1.0, lo=0.25, hi=8.0,
+        "activation": Option(str, default="flux", choices=("flux", "net"),
+                             doc="beat activation: the flux formula, or the onset network in models/beat"),
+        "gamma": Option(float, default=3.0, lo=0.25, hi=8.0,
                         doc="activation exponent: > 1 keeps only the strongest onsets"),
-        "lambda_o": Option(float, default=16.0, lo=2.0, hi=64.0,
+        "lambda_o": Option(float, default=32.0, lo=2.0, hi=64.0,
                            doc="observation: the first 1/lambda_o of each beat is the (tapered) beat region"),
-        "lambda_t": Option(float, default=100.0, lo=1.0, hi=1000.0,
+        "lambda_t": Option(float, default=30.0, lo=1.0, hi=1000.0,
                            doc="tempo transition sharpness at each beat"),
-        "jump": Option(float, default=1e-4, lo=0.0, hi=0.5, doc="probability of a free tempo jump per beat"),
+        "jump": Option(float, default=1e-3, lo=0.0, hi=0.5, doc="probability of a free tempo jump per beat"),
         "prior_bpm": Option(float, default=110.0, lo=30.0, hi=300.0, doc="centre of the tempo prior, BPM"),
         "prior_octaves": Option(float, default=1.0, lo=0.0, hi=10.0,
                                 doc="width of the tempo prior, octaves (0: flat)"),
         "bands_per_octave": Option(int, default=12, lo=3, hi=48),
-        "low_boost": Option(float, default=0.0, lo=0.0, hi=20.0,
+        "low_boost": Option(float, default=3.0, lo=0.0, hi=20.0,
                             doc="extra weight of the flux below 250 Hz (kick, bass)"),
         "max_filter": Option(int, default=1, lo=0, hi=8, doc="SuperFlux neighbour bands each side"),
         "gate_db": Option(float, default=-60.0, lo=-120.0, hi=0.0,
@@ -94,7 +121,7 @@ class BeatTracker(Node):
         n_bands = self.b_start.shape[0]
         centre_hz = (self.b_start + self.b_len / 2) * sr / win
         self.b_gain = 1.0 + o["low_boost"] * (centre_hz < LOW_HZ)
-        self.tau, self.off, self.obs_w, self.trans, self.prior = bk.state_space(
+        self.tau, self.off, self.obs_w, self.trans, self.t_lo, self.t_hi, self.prior = bk.state_space(
             fps, o["min_bpm"], o["max_bpm"], o["lambda_t"], o["jump"], o["prior_bpm"],
             o["prior_octaves"], o["lambda_o"])
         n_states = int(self.tau.sum())
@@ -102,6 +129,14 @@ class BeatTracker(Node):
         positions = np.arange(n_states) - self.off[self.state_tempo]
         self.hist = np.zeros(20, np.float64)
         self.state_bin = (positions * len(self.hist)) // self.tau[self.state_tempo]
+        self.bdiff = np.zeros(n_bands, np.float64)
+        self.group = np.clip(np.floor(np.log2(centre_hz / GROUP_FMIN) * 3), 0, N_GROUPS - 1).astype(np.int64)
+        self.xin = np.zeros(N_GROUPS, np.float64)
+        self.net = load_onset_net() if o["activation"] == "net" else _NO_NET
+        hidden = self.net["w_hh"].shape[1]
+        self.h = np.zeros(hidden, np.float64)
+        self.gates_i = np.zeros(3 * hidden, np.float64)
+        self.gates_h = np.zeros(3 * hidden, np.float64)
         cfg = np.zeros(bk.N_CFG, np.float64)
         cfg[bk.C_SR] = sr
         cfg[bk.C_HOP] = hop
@@ -109,6 +144,7 @@ class BeatTracker(Node):
         cfg[bk.C_DELAY] = o["delay_ms"] * 1e-3 * sr
         cfg[bk.C_KAPPA] = o["kappa"]
         cfg[bk.C_GAMMA] = o["gamma"]
+        cfg[bk.C_JUMP] = o["jump"]
         cfg[bk.C_MU_COEF] = np.exp(-1.0 / (2.0 * fps))  # 2 s running mean of the flux
         cfg[bk.C_LEVEL_COEF] = np.exp(-1.0 / (0.5 * sr))  # 0.5 s power average
         cfg[bk.C_GATE_DB] = o["gate_db"]
@@ -150,6 +186,7 @@ class BeatTracker(Node):
         self.st[bk.S_LAST_PRED] = -1e18
         self.ring[:] = 0.0
         self.prev[:] = 0.0
+        self.h[:] = 0.0
         bk.reset_alpha(self.alpha, self.tau, self.off, self.prior)
 
     def log_activations(self, frames: int) -> None:
@@ -161,8 +198,9 @@ class BeatTracker(Node):
             x, block_start, self.cfg, self.st, self.ring, self.window, self.frame, self.re, self.im, self.mag,
             self.rev,
             self.cos_t, self.sin_t, self.b_start, self.b_len, self.b_w, self.b_gain, self.cur, self.prev,
-            self.options["max_filter"], self.alpha, self.tmp, self.ends, self.hist, self.tau, self.off,
-            self.trans, self.obs_w, self.options["lambda_o"], self.state_tempo, self.state_bin,
+            self.bdiff, self.options["max_filter"], self.group, self.xin, self.net["w_ih"], self.net["w_hh"], self.net["b_ih"],
+            self.net["b_hh"], self.net["w_out"], self.net["b_out"], self.h, self.gates_i, self.gates_h, self.alpha, self.tmp, self.ends, self.hist, self.tau, self.off,
+            self.trans, self.t_lo, self.t_hi, self.prior, self.obs_w, self.options["lambda_o"], self.state_tempo, self.state_bin,
             out["bpm"], out["phase"], out["confidence"], out["next_beat_s"],
             self.ev_off, self.ev_kind, self.ev_a, self.ev_val, self.act_log)
 
