@@ -40,23 +40,23 @@ from instruments import pitch_kernels as K
 
 INTERNAL_RATE = 16000  # Hz, target rate of the coarse period search
 HOP_MS = 2.0  # analysis hop, ms
-WINDOW_MS = 8.0  # analysis window, ms
+WINDOW_MS = 6.0  # analysis window, ms
 FMIN_HZ = 55.0
 FMAX_HZ = 1600.0
 NOTE_HOPS = 4  # pitch-to-MIDI: hops (8 ms) a new note must hold before it sounds
-DELAY_S = 0.005  # the listener's fixed delay: a row emitted at t describes t - DELAY_S
+DELAY_S = 0.006  # the listener's fixed delay (s): a row emitted at t describes t - DELAY_S
 
-DEFAULTS = {
-    "threshold": 0.15,  # CMNDF first-dip threshold
-    "voicing_center": 0.30,  # full-rate dip depth nd with voicing probability 0.5
-    "voicing_slope": 0.05,
+DEFAULTS = {  # tuned on the training part by `python -m bench.pitch --tune --quick`
+    "threshold": 0.2,  # CMNDF first-dip threshold
+    "voicing_center": 0.40,  # full-rate dip depth nd with voicing probability 0.5
+    "voicing_slope": 0.08,
     "voicing_hysteresis": 0.05,
     "gate_db": -60.0,  # window level (dBFS) below which nothing is voiced
-    "octave_ratio": 0.35,  # drop an octave when c(2 tau) < ratio * c(tau) ...
+    "octave_ratio": 0.5,  # drop an octave when c(2 tau) < ratio * c(tau) ...
     "octave_margin": 0.015,  # ... and c(2 tau) < c(tau) - margin
     "cmndf_weight": 0.5,  # voicing depth = max(nd, weight * CMNDF at the pick)
-    "near_best": 0.1,  # no dip under threshold: take the first within this of the deepest
-    "stick": 0.02,  # nd bonus of staying near the previous voiced pitch
+    "near_best": 0.1,  # the first dip must also be within this of the deepest
+    "stick": 0.05,  # nd bonus of staying near the previous voiced pitch
 }
 
 

@@ -12,9 +12,9 @@ Every ``hop`` input samples it analyses the newest window (no lookahead):
 
 1. the YIN difference function d(tau) at the low rate over ``W`` samples,
    its cumulative-mean-normalised form c(tau) (CMNDF);
-2. a candidate dip: the first local minimum of c below ``threshold`` (else
-   the global minimum), or the dip near the previous voiced period when it is
-   nearly as deep (continuity);
+2. a candidate dip: the first local minimum of c below ``threshold`` and
+   within ``near_best`` of the deepest, or the dip near the previous voiced
+   period when it is nearly as deep (continuity);
 3. a refinement at the full rate (normalised difference nd on a few lags
    around the pick, parabolic interpolation), then the octave settled on
    those precise dips: of tau and 2 tau, 2 tau wins only when its dip is
@@ -52,7 +52,7 @@ C_OCT_MARGIN = 11  # ... and nd(2 tau) < nd(tau) - C_OCT_MARGIN (nd: full-rate n
 C_STICK = 12  # nd bonus of a dip within a semitone of the previous voiced period
 C_LOUD_WIN = 13  # loudness window, input samples
 C_SR = 14  # input sample rate, Hz
-C_NEAR_BEST = 15  # without a dip under C_THRESH: the first dip within this of the deepest
+C_NEAR_BEST = 15  # the first dip must be under C_THRESH and within this of the deepest
 C_CMNDF_WEIGHT = 16  # voicing depth = max(nd, C_CMNDF_WEIGHT * CMNDF at the pick)
 N_CONFIG = 17
 
@@ -183,28 +183,21 @@ def _analyse(cfg, st, lo, lo_end, hi, hi_end, ld, ld_end, d, c, r):
         d[tau] = acc
         running += acc
         c[tau] = acc * tau / running if running > 0.0 else 1.0
-    # candidate: first local minimum under the threshold, else the global minimum
-    thresh = cfg[C_THRESH]
-    pick = -1
+    # candidate: the first dip under the threshold that is also nearly as deep as the
+    # deepest (a mixture of two notes, as in legato or reverb, dips deepest at their
+    # common period; strong formant partials make shallow dips at fractions of T)
     gbest = 1e9
     gtau = tau_min
     for tau in range(tau_min, tau_max + 1):
         if c[tau] < gbest:
             gbest = c[tau]
             gtau = tau
-        if pick < 0 and c[tau] < thresh:
-            t = tau
-            while t < tau_max and c[t + 1] < c[t]:
-                t += 1
-            pick = t
-    if pick < 0:  # no clear dip: the shortest dip nearly as deep as the deepest
-        # (a mixture of two notes, as in legato or reverb, dips deepest at their common period)
-        for tau in range(tau_min, tau_max + 1):
-            if c[tau] <= gbest + cfg[C_NEAR_BEST] and c[tau] <= c[tau - 1] and c[tau] <= c[tau + 1]:
-                pick = tau
-                break
-        if pick < 0:
-            pick = gtau
+    limit = max(min(cfg[C_THRESH], gbest + cfg[C_NEAR_BEST]), gbest)
+    pick = gtau
+    for tau in range(tau_min, tau_max + 1):
+        if c[tau] <= limit and c[tau] <= c[tau - 1] and c[tau] <= c[tau + 1]:
+            pick = tau
+            break
     # refine at the full rate (precise dips: normalised difference nd)
     hwin = win * dec
     hbase = hi_end - hwin
