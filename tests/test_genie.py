@@ -235,3 +235,12 @@ def test_soundfont_falls_back_to_the_synth(tmp_path, capsys):
     engine, audio = _render_note(SF_PATCH.format(sf=tmp_path / "missing.sf2"), tmp_path)
     assert "playing the built-in synth instead" in capsys.readouterr().err
     assert engine.graph.nodes[0].fallback is not None and np.abs(audio).max() > 0.01
+
+
+def test_demo_renders_the_scripted_button_performance(tmp_path):
+    import soundfile as sf
+
+    from engine.demo import genie_demo, genie_presses
+
+    audio, sr = sf.read(genie_demo(tmp_path / "demo-genie.wav"))
+    assert audio.shape[0] / sr > genie_presses()[-1][0] and np.abs(audio).max() > 0.05
