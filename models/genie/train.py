@@ -85,9 +85,9 @@ def train(baseline: bool, steps: int, batch: int, length: int, lr: float, out: P
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", action="store_true", help="train the LM baseline (no buttons)")
-    parser.add_argument("--steps", type=int, default=3000, help="optimiser steps")
+    parser.add_argument("--steps", type=int, default=1000, help="optimiser steps")
     parser.add_argument("--batch", type=int, default=32, help="windows per step")
-    parser.add_argument("--length", type=int, default=128, help="notes per window")
+    parser.add_argument("--length", type=int, default=64, help="notes per window")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay to 10 %%)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, help="output file (default: models/genie/genie.pt or lm_baseline.pt)")
