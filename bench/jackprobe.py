@@ -37,12 +37,15 @@ class JackProbe:
         self.queue: collections.deque = collections.deque()
         self.sent: list[tuple[int, bytes]] = []
         self.received: list[tuple[int, bytes]] = []
-        self.cycles: list[tuple[int, float]] = []  # (frame, monotonic s at the cycle's start), capture only
+        # capture only: (frame, monotonic s at the cycle's start smoothed as the engine does, JACK's own)
+        self.cycles: list[tuple[int, float, float]] = []
         self._buf = np.zeros(int(capture_s * self.client.samplerate) if audio_in else 0, np.float32)
         self._frame0: int | None = None
         self._written = 0
         self.cycle_clock = CycleClock(jack, self.client) if audio_in else None
         self.cycle = threading.Event()
+        self.xruns = 0  # JACK reports every xrun of the server to every client
+        self.client.set_xrun_callback(self._xrun)
         self.client.set_process_callback(self._process)
         self.client.activate()
 
@@ -67,8 +70,11 @@ class JackProbe:
                 if self.cycle_clock is not None:
                     t = self.cycle_clock.start_time()
                     if t is not None:
-                        self.cycles.append((now, t))
+                        self.cycles.append((now, t, self.cycle_clock.measured))
         self.cycle.set()
+
+    def _xrun(self, delay_usecs: float) -> None:
+        self.xruns += 1
 
     def schedule(self, *cycles) -> None:
         """Queue MIDI events: each argument is one cycle's list of (offset, bytes)."""

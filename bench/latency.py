@@ -39,7 +39,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
 RATE = 48000
 PERIODS = (64, 128)
-MATCH_S = 0.04  # an onset more than 40 ms after a send is a miss, not a latency (notes are 60-90 ms apart)
+MATCH_S = 0.03  # the nearest onset within ±30 ms of a send is its note (notes are 60-90 ms apart); else a miss
 
 PATCH = """
 [patch]
@@ -225,6 +225,7 @@ def measure(period: int, quick: bool, workdir: Path) -> tuple[dict, dict]:
     n_engine = 32 if quick else 128
     n_wall = 40 if quick else 300
     hold_s = 5.0 if quick else 60.0  # the engine's whole run is at least this long (xrun count)
+    baseline_s = 5.0 if quick else 30.0
     osc_port = 18000 + period
     patch = workdir / f"latency-{period}.toml"
     patch.write_text(PATCH % osc_port)
@@ -232,12 +233,16 @@ def measure(period: int, quick: bool, workdir: Path) -> tuple[dict, dict]:
     server = Server(period)
     os.environ["JACK_DEFAULT_SERVER"] = server.name
     stats_path = workdir / f"stats-{period}.json"
-    engine = _child(["--engine", str(patch), str(stats_path)], server.env)
-    t_start = time.monotonic()
     probes = []
+    engine = None
     try:
-        capture = JackProbe("capture", audio_in=True, capture_s=hold_s + 120)
+        # the server with only the capture client first, to tell the machine's xruns from the engine's
+        capture = JackProbe("capture", audio_in=True, capture_s=hold_s + 180)
         probes.append(capture)
+        time.sleep(baseline_s)
+        baseline_xruns = capture.xruns
+        engine = _child(["--engine", str(patch), str(stats_path)], server.env)
+        t_start = time.monotonic()
         _wait_port(capture.client, "cadenza:out_L")
         time.sleep(1.0)
         capture.connect("cadenza:out_L", "capture:audio_in")
@@ -269,10 +274,11 @@ def measure(period: int, quick: bool, workdir: Path) -> tuple[dict, dict]:
                                               stdout=subprocess.PIPE).communicate(timeout=300)[0]))
         time.sleep(max(0.5, hold_s - (time.monotonic() - t_start)))
     finally:
-        engine.send_signal(signal.SIGINT)
-        engine.wait(30)
+        if engine is not None:
+            engine.send_signal(signal.SIGINT)
+            engine.wait(30)
         audio, frame0 = probes[0].audio() if probes else (np.zeros(0), 0)
-        cycles = np.array(probes[0].cycles if probes else [], dtype=np.float64).reshape(-1, 2)
+        cycles = np.array(probes[0].cycles if probes else [], dtype=np.float64).reshape(-1, 3)
         for probe in probes:
             probe.close()
         server.stop()
@@ -280,11 +286,12 @@ def measure(period: int, quick: bool, workdir: Path) -> tuple[dict, dict]:
     found, dropped = _clean(found, cycles, period)
     note_on_frames = np.array([f for f, d in sender.sent if d[0] == 0x90], np.int64)
     added = _match(note_on_frames, found, 4 * period) - note_on_frames
-    found_t = _frame_to_time(cycles, found.astype(np.float64))
-    tag_frames = _time_to_frame(cycles, tag_sent)
+    # wall-clock: JACK's own cycle times; timetags: the smoothed map the engine schedules with
+    found_t = _frame_to_time(cycles[:, [0, 2]], found.astype(np.float64))
+    tag_frames = _time_to_frame(cycles[:, [0, 1]], tag_sent)
     tag_lat = _nearest(tag_frames, found.astype(np.float64), 2 * period) - tag_frames
-    midi_lat = _match(midi_sent, found_t, MATCH_S) - midi_sent
-    osc_lat = _match(osc_sent, found_t, MATCH_S) - osc_sent
+    midi_lat = _nearest(midi_sent, found_t, MATCH_S) - midi_sent
+    osc_lat = _nearest(osc_sent, found_t, MATCH_S) - osc_sent
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
     fin = added[np.isfinite(added)]
     tag_fin = tag_lat[np.isfinite(tag_lat)]
@@ -302,6 +309,7 @@ def measure(period: int, quick: bool, workdir: Path) -> tuple[dict, dict]:
                         if tag_fin.size else None,
                         "count": int(tag_fin.size), "sent": int(len(tag_sent))},
         "xruns": stats.get("xruns"),
+        "server_alone_xruns_per_min": round(baseline_xruns * 60.0 / baseline_s, 1),
         "run_s": round(stats.get("blocks", 0) * period / RATE, 1),
         "engine_load_max": round(stats.get("load_max", 0.0), 3),
         "engine_late_blocks": stats.get("late"),
@@ -336,8 +344,8 @@ def plot(raws: dict, path: Path) -> None:
 
 def table(rows: list[dict]) -> str:
     lines = ["| block | floor ms | engine added / spread (frames) | rtmidi median / p99 / jitter ms | "
-             "OSC median / p99 / jitter ms | timetag spread, frames | xruns (run s) | engine blocks over the period |",
-             "|---|---|---|---|---|---|---|---|"]
+             "OSC median / p99 / jitter ms | timetag spread, frames | xruns (run s) | xruns/min, server alone | "
+             "engine blocks over the period |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         e, m, o, t = r["engine"], r["midi"], r["osc"], r["osc_timetag"]
         lines.append(f"| {r['block']} | {r['floor_ms']} | {e['added_frames']} / {e['spread_frames']} | "
@@ -345,7 +353,7 @@ def table(rows: list[dict]) -> str:
                      f"{o['median_ms']} / {o['p99_ms']} / {o['jitter_ms']} ({o['count']}/{o['sent']}) | "
                      f"{t['spread_frames']} "
                      f"(p1..p99 {t['p1_p99_frames']}, {t['count']}/{t['sent']}) | "
-                     f"{r['xruns']} ({r['run_s']}) | {r['engine_late_blocks']} |")
+                     f"{r['xruns']} ({r['run_s']}) | {r['server_alone_xruns_per_min']} | {r['engine_late_blocks']} |")
     return "\n".join(lines)
 
 

@@ -60,6 +60,7 @@ class CycleClock:
         self._rate = float(client.samplerate)
         self._est: float | None = None
         self._est_frame = 0
+        self.measured = 0.0  # JACK's own (unsmoothed) estimate, last call
 
     def start_time(self) -> float | None:
         """Monotonic seconds at which the current cycle's first frame is due (None if unknown)."""
@@ -67,7 +68,7 @@ class CycleClock:
             return None
         # JACK's clock is CLOCK_MONOTONIC_RAW in microseconds; move it onto time.monotonic()
         offset = time.monotonic() - time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
-        measured = self._usecs.value * 1e-6 + offset
+        measured = self.measured = self._usecs.value * 1e-6 + offset
         frame = self._frames.value
         if self._est is not None:
             predicted = self._est + ((frame - self._est_frame) & 0xFFFFFFFF) / self._rate
