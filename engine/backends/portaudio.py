@@ -72,8 +72,8 @@ class PortAudioBackend:
         self.recorder = Recorder() if record else None
         self._block_out = np.zeros((2, engine.block), np.float32)
         self._pos = engine.block  # read position in the current engine block (block = used up)
-        self._adc = np.zeros((n_in_engine, engine.block), np.float32)
-        self._in_fill = 0
+        self._adc = np.zeros((n_in_engine, engine.block), np.float32)  # input of the next engine block
+        self._adc_next = np.zeros_like(self._adc)  # filled at the positions the output is read from
         self._stop = threading.Event()
         self.dead: str | None = None
         try:
@@ -98,21 +98,20 @@ class PortAudioBackend:
         if status.output_underflow or status.input_overflow:
             engine.stats.xruns += 1
         done = 0
-        adc = self._adc
         while done < frames:
             if self._pos == block:  # need a new engine block
-                out = engine.process(adc if self.n_in else None, self._block_out)
+                out = engine.process(self._adc if self.n_in else None, self._block_out)
                 if self.recorder is not None:
                     self.recorder.write(out)
                 self._pos = 0
             n = min(frames - done, block - self._pos)
             outdata[done:done + n] = self._block_out[:, self._pos:self._pos + n].T
-            if self.n_in:  # input for the next engine block (one block of delay)
-                take = min(n, block - self._in_fill)
-                adc[:self.n_in, self._in_fill:self._in_fill + take] = indata[done:done + take, :self.n_in].T
-                self._in_fill = (self._in_fill + take) % block
+            if self.n_in:  # input for the next engine block: one block of delay
+                self._adc_next[:self.n_in, self._pos:self._pos + n] = indata[done:done + n, :self.n_in].T
             self._pos += n
             done += n
+            if self._pos == block and self.n_in:
+                self._adc, self._adc_next = self._adc_next, self._adc
 
     def _finished(self) -> None:
         if not self._stop.is_set():
