@@ -266,3 +266,17 @@ def test_tone_transfer_patch_renders_offline(tmp_path):
                    input_wav=tmp_path / "voice.wav", tail_s=0.2, quiet=True)
     assert (tmp_path / "violin.wav").exists()
     assert np.isfinite(audio).all() and np.abs(audio).max() > 1e-3
+
+
+def test_transpose_and_auto_octave_move_the_played_pitch():
+    h = _Harness(listener="pitch", auto_octave=True)
+    for _ in range(5):
+        h.block(110.0, 1.0, -30.0)  # a low A2 sung: shifted by octaves into the violin's range
+    low, high = h.node.midi_lo, h.node.midi_hi
+    played = float(h.io.published["f0_hz"][0])
+    midi = 69 + 12 * math.log2(played / 440.0)
+    assert low - 6 <= midi <= high + 6 and abs(midi - round(midi)) < 1e-3 and (midi - 45) % 12 == 0
+    t = _Harness(listener="pitch", transpose=7.0)
+    for _ in range(5):
+        t.block(440.0, 1.0, -30.0)
+    assert float(t.io.published["f0_hz"][0]) == pytest.approx(440.0 * 2 ** (7 / 12), rel=1e-4)
