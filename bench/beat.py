@@ -13,6 +13,8 @@ Per tracker: mir_eval F-measure, CMLt, AMLt (mir_eval's default: the first
 first correct beat (first of four consecutive beats within ±70 ms), the error
 of predicted beats (causal trackers that predict), real-time factor on one core.
 
+``cadenza`` is the node at its defaults (flux activation); ``cadenza-net``
+the same node with the onset network of models/beat (``activation = "net"``).
 Anchors: aubio tempo (causal), librosa and essentia (offline references);
 BeatNet and BTrack are listed with why they did not run when they cannot.
 Writes bench/results/beat.json and prints a markdown table.
@@ -49,6 +51,11 @@ def run_cadenza(audio: np.ndarray, sr: int, **options) -> dict:
     result = track(audio, sr, 128, **options)
     elapsed = time.perf_counter() - t0
     return {"beats": result.beats, "predicted": result.predicted, "issued": result.issued, "elapsed": elapsed}
+
+
+def run_cadenza_net(audio: np.ndarray, sr: int) -> dict:
+    """The same tracker with the onset network's activation (gamma 2: the best of 1, 1.5, 2 on the tune split)."""
+    return run_cadenza(audio, sr, activation="net", gamma=2.0)
 
 
 def run_aubio(audio: np.ndarray, sr: int) -> dict:
@@ -90,14 +97,15 @@ def unavailable_anchors() -> dict[str, str]:
         from BeatNet.BeatNet import BeatNet  # noqa: F401
         reasons["BeatNet online"] = "imports, but no runner here: it needs madmom, whose PyPI release does not import on 3.11"
     except Exception as exc:  # noqa: BLE001 - any import failure is the reason reported
-        reasons["BeatNet online"] = (f"import failed ({type(exc).__name__}: {exc}); PyPI's BeatNet 1.1.1 installs "
-                                     "but needs madmom, whose PyPI 0.16.1 builds and does not import on 3.11")[:300]
+        reasons["BeatNet online"] = (f"import failed ({type(exc).__name__}: {exc}); in a scratch venv PyPI's BeatNet "
+                                     "1.1.1 installs, but its madmom (PyPI 0.16.1) builds and fails to import on "
+                                     "Python 3.11 (collections.MutableSequence); madmom's git master cannot be fetched")[:300]
     reasons.setdefault("BTrack", "no Python package on PyPI ('btrack' is an unrelated cell tracker); "
                                  "its repository cannot be fetched here")
     return reasons
 
 
-CAUSAL = {"cadenza": True, "aubio": True, "librosa": False, "essentia": False}
+CAUSAL = {"cadenza": True, "cadenza-net": True, "aubio": True, "librosa": False, "essentia": False}
 
 
 # ------------------------------------------------------------------ scores
@@ -265,7 +273,8 @@ def main(argv=None) -> int:
     if args.quick:
         clips = [c for k in KINDS for c in [c for c in clips if c.spec.kind == k][:2]]
     run_cadenza(clips[0].audio[:SAMPLE_RATE], SAMPLE_RATE)  # compile / load the numba cache first
-    trackers = {"cadenza": run_cadenza, "aubio": run_aubio, "librosa": run_librosa, "essentia": run_essentia}
+    trackers = {"cadenza": run_cadenza, "cadenza-net": run_cadenza_net, "aubio": run_aubio,
+                "librosa": run_librosa, "essentia": run_essentia}
     per_clip = evaluate(clips, trackers)
     summary = {name: summarise(rows, clips) for name, rows in per_clip.items()}
     unavailable = unavailable_anchors()

@@ -125,3 +125,24 @@ def test_file_tool_and_engine_agree_exactly(tmp_path, capsys, clicks120):
 def test_beats_tool_rejects_a_missing_file(tmp_path, capsys):
     assert cadenza(["beats", str(tmp_path / "nope.wav")]) == 2
     assert "cannot read audio" in capsys.readouterr().err
+
+
+def test_numba_onset_network_agrees_with_torch(tmp_path):
+    import torch
+
+    from instruments import beat_kernels as bk
+    from instruments.beat import N_GROUPS, load_onset_net
+    from models.beat.train import OnsetNet
+
+    torch.manual_seed(0)
+    net = OnsetNet(hidden=12).double()
+    path = tmp_path / "net.pt"
+    torch.save(net.state_dict(), path)
+    w = load_onset_net(path)
+    x = np.abs(np.random.default_rng(1).standard_normal((50, N_GROUPS)))
+    with torch.no_grad():
+        ref = torch.sigmoid(net(torch.from_numpy(x)[None]))[0].numpy()
+    h, gi, gh = np.zeros(12), np.zeros(36), np.zeros(36)
+    got = [bk.gru_step(x[k], h, gi, gh, w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"], w["w_out"], w["b_out"])
+           for k in range(len(x))]
+    np.testing.assert_allclose(got, ref, atol=1e-9)

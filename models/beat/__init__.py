@@ -1,0 +1,1 @@
+"""The beat tracker's onset network (see CARD.md)."""
