@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 
 import numpy as np
 
@@ -37,8 +38,9 @@ class JackProbe:
         self.queue: collections.deque = collections.deque()
         self.sent: list[tuple[int, bytes]] = []
         self.received: list[tuple[int, bytes]] = []
-        # capture only: (frame, monotonic s at the cycle's start smoothed as the engine does, JACK's own)
-        self.cycles: list[tuple[int, float, float]] = []
+        # capture only, per cycle: (frame, monotonic s of its start smoothed as the engine does,
+        # JACK's own estimate, when this callback woke up)
+        self.cycles: list[tuple[int, float, float, float]] = []
         self._buf = np.zeros(int(capture_s * self.client.samplerate) if audio_in else 0, np.float32)
         self._frame0: int | None = None
         self._written = 0
@@ -50,6 +52,7 @@ class JackProbe:
         self.client.activate()
 
     def _process(self, frames: int) -> None:
+        woke = time.monotonic()
         now = self.client.last_frame_time
         if self.midi_out is not None:
             self.midi_out.clear_buffer()
@@ -70,7 +73,7 @@ class JackProbe:
                 if self.cycle_clock is not None:
                     t = self.cycle_clock.start_time()
                     if t is not None:
-                        self.cycles.append((now, t, self.cycle_clock.measured))
+                        self.cycles.append((now, t, self.cycle_clock.measured, woke))
         self.cycle.set()
 
     def _xrun(self, delay_usecs: float) -> None:

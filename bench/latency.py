@@ -10,8 +10,9 @@ measures, as DESIGN.md defines them:
     own delay, measured offline on the same patch); spread across offsets;
 (b) wall-clock latency from a python-rtmidi JACK port and (c) from OSC over UDP,
     each sent by a separate process: onset time − send time, where the onset
-    time is JACK's time of the onset frame (its cycle's filtered start time +
-    offset); a sound card adds its output buffer on top, the same for every path;
+    time is when the capture client woke up for the onset's cycle, plus the
+    onset's offset in it; a sound card adds its output buffer on top, the same
+    for every path;
 (d) OSC bundles with a future timetag: onset frame − timetag frame, spread;
 (e) xruns the engine's client saw (JACK's xrun callback) over its whole run.
 
@@ -278,7 +279,7 @@ def measure(period: int, quick: bool, workdir: Path) -> tuple[dict, dict]:
             engine.send_signal(signal.SIGINT)
             engine.wait(30)
         audio, frame0 = probes[0].audio() if probes else (np.zeros(0), 0)
-        cycles = np.array(probes[0].cycles if probes else [], dtype=np.float64).reshape(-1, 3)
+        cycles = np.array(probes[0].cycles if probes else [], dtype=np.float64).reshape(-1, 4)
         for probe in probes:
             probe.close()
         server.stop()
@@ -286,8 +287,10 @@ def measure(period: int, quick: bool, workdir: Path) -> tuple[dict, dict]:
     found, dropped = _clean(found, cycles, period)
     note_on_frames = np.array([f for f, d in sender.sent if d[0] == 0x90], np.int64)
     added = _match(note_on_frames, found, 4 * period) - note_on_frames
-    # wall-clock: JACK's own cycle times; timetags: the smoothed map the engine schedules with
-    found_t = _frame_to_time(cycles[:, [0, 2]], found.astype(np.float64))
+    # wall-clock: when the capture client woke up for the onset's cycle (+ offset), as observed, so a
+    # late cycle counts late (JACK's own time estimates jump at xruns); timetags: the smoothed map
+    # the engine schedules with
+    found_t = _frame_to_time(cycles[:, [0, 3]], found.astype(np.float64))
     tag_frames = _time_to_frame(cycles[:, [0, 1]], tag_sent)
     tag_lat = _nearest(tag_frames, found.astype(np.float64), 2 * period) - tag_frames
     midi_lat = _nearest(midi_sent, found_t, MATCH_S) - midi_sent
