@@ -44,7 +44,7 @@ def prepare(split: str) -> list[dict]:
     clips = data.load(split)
     cache = data.CACHE / f"features_{split}.npz"
     if cache.exists():
-        feats = np.load(cache)
+        feats = dict(np.load(cache))  # read each array once
         bounds = np.concatenate([[0], np.cumsum(feats["frames"])])
         return [{"kind": k, "audio": a, "mel": feats["mel"][s:e], "f0": feats["f0"][s:e],
                  "voicing": feats["voicing"][s:e]} for (k, a), s, e in zip(clips, bounds[:-1], bounds[1:])]
