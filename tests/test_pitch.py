@@ -143,3 +143,19 @@ def test_cli_json_rows(tmp_path, capsys):
     f0 = np.array(out["f0_hz"])[t > 0.1]
     assert np.all(np.abs(1200 * np.log2(f0 / 330.0)) < 10)
     assert main(["pitch", str(tmp_path / "missing.wav")]) == 2
+
+
+def test_pitch_to_midi_hysteresis_holds_one_note_through_vibrato():
+    # ±60 cent vibrato crosses the half step but not half a step + 0.3 semitones of hysteresis
+    t = np.arange(int(0.8 * SR)) / SR
+    f = 220.0 * 2 ** (0.6 / 12 * np.sin(2 * np.pi * 5.0 * t))
+    x = np.concatenate([np.zeros(2400, np.float32), harmonic(f, seconds=0.8), np.zeros(4800, np.float32)])
+    engine = Engine(parse_patch(PATCH.format(block=128), "t.toml"), SR, 128)
+    for i in range(0, len(x) - 127, 128):
+        engine.process(x[None, i:i + 128])
+    events = engine.outbound.pop_all()
+    kinds = events["kind"]
+    assert np.count_nonzero(kinds == Kind.NOTE_ON) == 1
+    assert np.count_nonzero(kinds == Kind.NOTE_OFF) == 1
+    bends = events["value"][kinds == Kind.PITCH_BEND] * 2.0  # semitones (bend_range 2)
+    assert 0.5 < bends.max() < 0.7 and -0.7 < bends.min() < -0.5
