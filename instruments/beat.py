@@ -17,7 +17,10 @@ where the tracker places the beat — the predicted sample when it is locked,
 else the sample where it decides — plus one ``Kind.BEAT_PREDICTION`` per beat,
 ``lead`` seconds ahead (value = seconds from the event to the predicted beat).
 
-The onset novelty and the bar-pointer forward pass are in
+The beat activation is, by default, the geometric mean of a log-filtered
+spectral-flux ratio and a tiny causal onset GRU (models/beat, run as a numba
+port); either may be used alone (``activation``). The onset novelty, the
+network step and the bar-pointer forward pass are in
 :mod:`instruments.beat_kernels`. Zero lookahead; deterministic.
 The same object runs over a file in :mod:`instruments.beat_cli`.
 """
@@ -70,9 +73,10 @@ class BeatTracker(Node):
                            doc="how far a frame's onset evidence lags its last sample, ms"),
         "kappa": Option(float, default=2.0, lo=0.01, hi=100.0,
                         doc="novelty → activation: (flux / (flux + kappa * running mean)) ** gamma"),
-        "activation": Option(str, default="flux", choices=("flux", "net"),
-                             doc="beat activation: the flux formula, or the onset network in models/beat"),
-        "gamma": Option(float, default=3.0, lo=0.25, hi=8.0,
+        "activation": Option(str, default="mix", choices=("flux", "net", "mix"),
+                             doc="beat activation: the flux formula, the onset network in models/beat, "
+                                 "or their geometric mean"),
+        "gamma": Option(float, default=2.0, lo=0.25, hi=8.0,
                         doc="activation exponent: > 1 keeps only the strongest onsets"),
         "lambda_o": Option(float, default=32.0, lo=2.0, hi=64.0,
                            doc="observation: the first 1/lambda_o of each beat is the (tapered) beat region"),
@@ -132,7 +136,7 @@ class BeatTracker(Node):
         self.bdiff = np.zeros(n_bands, np.float64)
         self.group = np.clip(np.floor(np.log2(centre_hz / GROUP_FMIN) * 3), 0, N_GROUPS - 1).astype(np.int64)
         self.xin = np.zeros(N_GROUPS, np.float64)
-        self.net = load_onset_net() if o["activation"] == "net" else _NO_NET
+        self.net = _NO_NET if o["activation"] == "flux" else load_onset_net()
         hidden = self.net["w_hh"].shape[1]
         self.h = np.zeros(hidden, np.float64)
         self.gates_i = np.zeros(3 * hidden, np.float64)
@@ -145,6 +149,7 @@ class BeatTracker(Node):
         cfg[bk.C_KAPPA] = o["kappa"]
         cfg[bk.C_GAMMA] = o["gamma"]
         cfg[bk.C_JUMP] = o["jump"]
+        cfg[bk.C_MIX] = 1.0 if o["activation"] == "mix" else 0.0
         cfg[bk.C_MU_COEF] = np.exp(-1.0 / (2.0 * fps))  # 2 s running mean of the flux
         cfg[bk.C_LEVEL_COEF] = np.exp(-1.0 / (0.5 * sr))  # 0.5 s power average
         cfg[bk.C_GATE_DB] = o["gate_db"]

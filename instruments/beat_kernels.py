@@ -35,8 +35,8 @@ from numba import njit
 
 # indices into the float64 config array ``cfg``
 C_SR, C_HOP, C_WIN, C_DELAY, C_KAPPA, C_MU_COEF, C_LEVEL_COEF, C_GATE_DB, \
-    C_CONF_MIN, C_LEAD, C_MIN_LEAD, C_LATE_TOL, C_OBS_FLOOR, C_NOVELTY_FLOOR, C_GAMMA, C_JUMP = range(16)
-N_CFG = 16
+    C_CONF_MIN, C_LEAD, C_MIN_LEAD, C_LATE_TOL, C_OBS_FLOOR, C_NOVELTY_FLOOR, C_GAMMA, C_JUMP, C_MIX = range(17)
+N_CFG = 17
 
 # indices into the float64 state array ``st``
 S_FILL, S_WPOS, S_HOPC, S_FRAMES, S_MU, S_LEVEL, S_PRED, S_PERIOD, S_LAST_BEAT, \
@@ -466,11 +466,14 @@ def beat_block(x, block_start, cfg, st, ring, window, frame, re, im, mag, rev, c
         floor = cfg[C_NOVELTY_FLOOR]
         st[S_MU] = mc * st[S_MU] + (1.0 - mc) * flux
         fr = int(st[S_FRAMES])
-        if w_ih.shape[0] > 0:  # the onset network's beat activation
+        # activation 0..1: flux / (flux + kappa * running mean), and/or the onset network's
+        # output; with both, their geometric mean; then ** gamma
+        act = flux / (flux + cfg[C_KAPPA] * max(st[S_MU], floor))
+        if w_ih.shape[0] > 0:
             group_bands(bdiff, group, xin)
-            act = gru_step(xin, h, gates_i, gates_h, w_ih, w_hh, b_ih, b_hh, w_out, b_out) ** cfg[C_GAMMA]
-        else:  # activation 0..1: (flux / (flux + kappa * running mean)) ** gamma
-            act = (flux / (flux + cfg[C_KAPPA] * max(st[S_MU], floor))) ** cfg[C_GAMMA]
+            net = gru_step(xin, h, gates_i, gates_h, w_ih, w_hh, b_ih, b_hh, w_out, b_out)
+            act = math.sqrt(act * net) if cfg[C_MIX] > 0.0 else net
+        act = act ** cfg[C_GAMMA]
         act = min(max(act, cfg[C_OBS_FLOOR]), 1.0 - cfg[C_OBS_FLOOR])
         p_beat = act
         p_non = (1.0 - act) / (lambda_o - 1.0)
