@@ -145,7 +145,7 @@ class Server:
         self.proc = subprocess.Popen(["jackd", "-n", self.name, "-R", "-d", "dummy", "-r", str(RATE),
                                       "-p", str(period)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.env = dict(os.environ, JACK_DEFAULT_SERVER=self.name, JACK_NO_START_SERVER="1")
-        for _ in range(100):
+        for _ in range(300):  # up to 30 s: a busy machine starts jackd slowly
             r = subprocess.run(["jack_wait", "-c"], env=self.env, capture_output=True, text=True)
             if r.stdout.startswith("running"):
                 return

@@ -43,8 +43,31 @@ class JackServer:
         """Kill the server outright, as a crash would."""
         self.proc.kill()
         self.proc.wait(5)
+        self.killed = True
+
+    def _reclaim(self) -> None:
+        """Free the registry slot a killed server leaves behind.
+
+        JACK keeps at most 8 servers in its shared registry and reclaims a dead one's
+        slot only when a server of the same name starts: after 8 kills under unique
+        names (and once PIDs wrap) no jackd starts on the machine. A brief server of
+        the same name, stopped cleanly, gives the slot back.
+        """
+        proc = subprocess.Popen(["jackd", "-n", self.name, "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = dict(os.environ, JACK_DEFAULT_SERVER=self.name)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and proc.poll() is None:
+            if subprocess.run(["jack_wait", "-c"], env=env, capture_output=True, text=True).stdout.startswith("running"):
+                break
+            time.sleep(0.1)
+        proc.terminate()
+        proc.wait(10)
 
     def stop(self) -> None:
+        if getattr(self, "killed", False):
+            self.killed = False
+            self._reclaim()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:

@@ -344,9 +344,12 @@ def test_rtmidi_virtual_input_and_clock_out_on_a_control_thread(jack_server, tmp
     jack_server(128)
     engine = Engine(load_patch(write_patch(tmp_path, echo=True, clock_out=True)))
     backend = NullBackend(engine)
-    probe = JackProbe("keys", midi_out=True, midi_in=True)
+    probe = None
     try:
         with playing(engine, backend) as layer:
+            # rtmidi opens its JACK clients holding the GIL: a Python JACK callback in this process
+            # (the probe's) must not be running then, or both wait on each other
+            probe = JackProbe("keys", midi_out=True, midi_in=True)
             assert [d.name for d in layer.midi_inputs] == ["Cadenza"] and layer.midi_output is not None
             ins = probe.client.get_ports("Cadenza", is_midi=True, is_input=True)
             outs = [p for p in probe.client.get_ports(is_midi=True, is_output=True) if "keys" not in p.name]
@@ -357,12 +360,16 @@ def test_rtmidi_virtual_input_and_clock_out_on_a_control_thread(jack_server, tmp
             probe.schedule([(0, bytes([0x90, 69, 100]))])
             assert wait_for(lambda: any(d == bytes([0x90, 69, 100]) for _, d in probe.received), 5)
             time.sleep(0.5)
+            probe.close()  # before the rtmidi ports close, for the same reason
+            received = probe.received
+            probe = None
     finally:
-        probe.close()
+        if probe is not None:
+            probe.close()
         engine.close()
     assert np.abs(backend.recording()[0]).max() > 0.05
-    statuses = [d[0] for _, d in probe.received]
-    pulses = [f for f, d in probe.received[statuses.index(START):] if d[0] == CLOCK]
+    statuses = [d[0] for _, d in received]
+    pulses = [f for f, d in received[statuses.index(START):] if d[0] == CLOCK]
     assert len(pulses) > 10
     # a thread's clock: about 1000 frames apart, give or take its 2 ms poll
     assert abs(np.median(np.diff(pulses)) - 1000) <= 200
