@@ -52,8 +52,8 @@ DEFAULTS = {  # tuned on the training part by `python -m bench.pitch --tune --qu
     "voicing_slope": 0.08,
     "voicing_hysteresis": 0.05,
     "gate_db": -60.0,  # window level (dBFS) below which nothing is voiced
-    "octave_ratio": 0.5,  # drop an octave when c(2 tau) < ratio * c(tau) ...
-    "octave_margin": 0.015,  # ... and c(2 tau) < c(tau) - margin
+    "octave_ratio": 0.5,  # drop an octave when nd(2 tau) < ratio * nd(tau) ...
+    "octave_margin": 0.015,  # ... and nd(2 tau) < nd(tau) - margin (nd: full-rate dip depth)
     "cmndf_weight": 0.5,  # voicing depth = max(nd, weight * CMNDF at the pick)
     "near_best": 0.1,  # the first dip must also be within this of the deepest
     "stick": 0.05,  # nd bonus of staying near the previous voiced pitch

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from numba import njit
 
 # --- configuration vector (float64), indices -------------------------------------------

@@ -8,7 +8,10 @@ Two sources, each rendered clean, with white noise at 20 dB SNR and with reverb:
   vibrato and scoops (truth: the MIDI note + bend, on FluidSynth's 64-sample
   event grid, so the renderer adds no event delay, plus each sample's measured
   tuning offset — FluidR3 samples sit up to tens of cents off their nominal
-  pitch; see :func:`sample_tuning`).
+  pitch; see :func:`sample_tuning`). Releases are cut to a quarter and a
+  legato change stops the old note (notes alternate between two channels), as
+  a monophonic player would; a sampler's long release would otherwise ring the
+  old pitch under the new one.
 
 Truth is a 2 ms grid of f0 (Hz, 0 unvoiced) and a ``scored`` mask: a note's
 audible release (dry level within 30 dB of the note's peak) counts as voiced
