@@ -167,7 +167,7 @@ def summarise(rows: list[dict], clips: list[Clip]) -> dict:
     s["per_kind_f"] = {k: float(np.mean([r["f"] for r, c in zip(rows, clips) if c.spec.kind == k]))
                        for k in KINDS if any(c.spec.kind == k for c in clips)}
     s["per_meter_f"] = {m: float(np.mean([r["f"] for r, c in zip(rows, clips) if c.spec.meter == m]))
-                        for m in ("4/4", "3/4", "6/8")}
+                        for m in ("4/4", "3/4", "6/8") if any(c.spec.meter == m for c in clips)}
     return s
 
 
@@ -245,12 +245,24 @@ def table(summary: dict, unavailable: dict) -> str:
     for name, why in unavailable.items():
         lines.append(f"| {name} | yes | not run: {why} |||||||||")
     kinds = list(next(iter(summary.values()))["per_kind_f"])
-    lines += ["", "Mean F per clip kind:", "", "| tracker | " + " | ".join(kinds) + " | 4/4 | 3/4 | 6/8 |",
-              "|---|" + "---|" * (len(kinds) + 3)]
+    meters = list(next(iter(summary.values()))["per_meter_f"])
+    lines += ["", "Mean F per clip kind and meter:", "", "| tracker | " + " | ".join(kinds + meters) + " |",
+              "|---|" + "---|" * (len(kinds) + len(meters))]
     for name, s in summary.items():
         lines.append(f"| {name} | " + " | ".join(f"{s['per_kind_f'][k]:.3f}" for k in kinds) + " | "
-                     + " | ".join(f"{s['per_meter_f'][m]:.3f}" for m in ("4/4", "3/4", "6/8")) + " |")
+                     + " | ".join(f"{s['per_meter_f'][m]:.3f}" for m in meters) + " |")
     return "\n".join(lines)
+
+
+def quick_subset(clips: list[Clip]) -> list[Clip]:
+    """Two clips of each kind, of two different meters (so 6/8 is always in)."""
+    chosen = []
+    for kind in KINDS:
+        of_kind = [c for c in clips if c.spec.kind == kind]
+        first = next((c for c in of_kind if c.spec.meter == "6/8"), of_kind[0])
+        other = next(c for c in of_kind if c.spec.meter != first.spec.meter)
+        chosen += [first, other]
+    return chosen
 
 
 def _finite(obj):
@@ -277,7 +289,7 @@ def main(argv=None) -> int:
         return 0
     clips = load_clips("test")
     if args.quick:
-        clips = [c for k in KINDS for c in [c for c in clips if c.spec.kind == k][:2]]
+        clips = quick_subset(clips)
     run_cadenza(clips[0].audio[:SAMPLE_RATE], SAMPLE_RATE)  # compile / load the numba cache first
     trackers = {"cadenza": run_cadenza, "cadenza-flux": run_cadenza_flux, "cadenza-net": run_cadenza_net,
                 "aubio": run_aubio,
