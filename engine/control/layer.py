@@ -260,8 +260,7 @@ class ControlLayer:
             if target == OUTBOUND:
                 name = "engine"
             if self.osc_out is not None and self.osc_out.targets:
-                data = self.osc_out.message(ev, name)
-                if data is not None:
+                for data in self.osc_out.messages(ev, name):
                     self.osc_out.send(data, self.log)
             if self.midi_output is not None:
                 msg = event_bytes(int(ev["kind"]), int(ev["channel"]), int(ev["a"]), int(ev["b"]),

@@ -34,7 +34,8 @@ ADDRESSES_IN = [
     ("/cadenza/cc", "i controller, i value[, i channel]", "control change 0-127, mapped by [midi] cc"),
     ("/cadenza/bend", "f bend[, i channel]", "pitch bend, -1..1"),
     ("/cadenza/program", "i program[, i channel]", "program change 0-127"),
-    ("/cadenza/button", "i button, i velocity", "Piano Genie button 0-7 (velocity 0 releases)"),
+    ("/cadenza/genie/button", "i button, i velocity", "Piano Genie button 0-7 (velocity 0 releases); "
+                                                      "/cadenza/button is the same"),
     ("/cadenza/param/<node>/<name>", "f value", "set a node parameter, clamped to its range"),
     ("/cadenza/tempo", "f bpm", "engine tempo, 20-400 bpm"),
     ("/cadenza/transport", "s start, stop or continue", "transport (MIDI clock out follows)"),
@@ -45,6 +46,8 @@ ADDRESSES_IN = [
                             "i events_in, i events_out, i errors"),
 ]
 ADDRESSES_OUT = [
+    ("/cadenza/pitch", "f f0_hz, i voiced, f loudness_db", "a pitch listener's report, one per hop it reports"),
+    ("/cadenza/beat", "i beat, f bpm, f phase", "a beat listener's beat (phase 0: sent on the beat)"),
     ("/cadenza/out/<node>/note", "i note, i velocity, i channel", "a node's note on (velocity 0 = off)"),
     ("/cadenza/out/<node>/beat", "i beat, f bpm", "a beat listener's beat"),
     ("/cadenza/out/<node>/pitch", "f f0_hz, i voiced", "a pitch listener's report (rate-limited by [osc] pitch_rate_hz)"),
@@ -220,7 +223,7 @@ class OscIn:
             program = _number(args, 0, "program", 0, 127, integer=True)
             channel = _number(args, 1, "channel", 0, 15, default=0, integer=True)
             self._midi(0xC0 | channel, program, 0, when)
-        elif address == PREFIX + "/button":
+        elif address in (PREFIX + "/genie/button", PREFIX + "/button"):
             button = _number(args, 0, "button", 0, 7, integer=True)
             vel = _number(args, 1, "velocity", 0, 127, integer=True)
             target = engine.midi_map.buttons_to
@@ -279,29 +282,39 @@ class OscOut:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.pitch_interval_s = 1.0 / pitch_rate_hz if pitch_rate_hz > 0 else 0.0
         self._last_pitch: dict[int, float] = {}
+        self._pending_pitch: dict[int, tuple[float, int]] = {}  # node → (f0, voiced) awaiting loudness
         self.sent = 0
         self.failed = 0
 
-    def message(self, ev, node_name: str) -> bytes | None:
-        """The OSC datagram for one outbound event (None: rate-limited away)."""
+    def messages(self, ev, node_name: str) -> list[bytes]:
+        """The OSC datagrams for one outbound event (none when rate-limited away).
+
+        Besides ``/cadenza/out/<node>/<kind>``, a beat also goes out as ``/cadenza/beat``, and a
+        pitch report (PITCH then LOUDNESS at the same sample) as one ``/cadenza/pitch``.
+        """
         kind = int(ev["kind"])
         base = f"{PREFIX}/out/{node_name}/"
         ch, a, b, value = int(ev["channel"]), int(ev["a"]), int(ev["b"]), float(ev["value"])
+        key = int(ev["target"])
         if kind in (Kind.NOTE_ON, Kind.NOTE_OFF):
-            return build_message(base + "note", [a, b if kind == Kind.NOTE_ON else 0, ch])
+            return [build_message(base + "note", [a, b if kind == Kind.NOTE_ON else 0, ch])]
         if kind == Kind.BEAT:
-            return build_message(base + "beat", [a, value])
+            return [build_message(base + "beat", [a, value]), build_message(PREFIX + "/beat", [a, value, 0.0])]
         if kind == Kind.PITCH:
             if self.pitch_interval_s:
                 now = time.monotonic()
-                key = int(ev["target"])
                 if now - self._last_pitch.get(key, -1e9) < self.pitch_interval_s:
-                    return None
+                    return []
                 self._last_pitch[key] = now
-            return build_message(base + "pitch", [value, a])
+            self._pending_pitch[key] = (value, a)
+            return [build_message(base + "pitch", [value, a])]
+        if kind == Kind.LOUDNESS and key in self._pending_pitch:
+            f0, voiced = self._pending_pitch.pop(key)
+            return [build_message(base + "loudness", [value]),
+                    build_message(PREFIX + "/pitch", [f0, voiced, value])]
         if kind in (Kind.TEMPO, Kind.LOUDNESS, Kind.BEAT_PREDICTION):
-            return build_message(base + Kind.NAMES[kind], [value])
-        return build_message(base + Kind.NAMES.get(kind, f"kind{kind}"), [ch, a, b, value])
+            return [build_message(base + Kind.NAMES[kind], [value])]
+        return [build_message(base + Kind.NAMES.get(kind, f"kind{kind}"), [ch, a, b, value])]
 
     def send(self, data: bytes, log=None) -> None:
         for target in self.targets:
