@@ -74,11 +74,13 @@ class Graph:
         self._warm_up()
 
     def _warm_up(self) -> None:
-        """Run one silent block with emits dropped, then reset: kernels compile here, not on stage."""
+        """Run 20 ms of silent blocks with emits dropped, then reset: kernels compile here, not on
+        stage (20 ms spans every node's control frame, so frame-rate paths compile too)."""
         emit_outbound, defer = self._emit_outbound, self._defer
         self._emit_outbound = self._defer = lambda *event: None
         try:
-            self.process(0, None)
+            for b in range(max(2, -(-self.sample_rate // 50 // self.block))):
+                self.process(b * self.block, None)
         finally:
             self._emit_outbound, self._defer = emit_outbound, defer
             for io in self.ios:
