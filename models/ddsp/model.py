@@ -92,14 +92,14 @@ def fast_basis(decoder: Decoder, f0_hz: torch.Tensor) -> torch.Tensor:
 
 
 def multiscale_spectral_loss(x: torch.Tensor, y: torch.Tensor,
-                             sizes=(2048, 1024, 512, 256, 128, 64)) -> torch.Tensor:
+                             sizes=(2048, 1024, 512, 256, 128, 64), eps: float = 1e-7) -> torch.Tensor:
     """DDSP's loss: Σ over FFT sizes of mean |S_x − S_y| + mean |log S_x − log S_y| (hop = size/4)."""
     total = x.new_zeros(())
     for n in sizes:
         win = torch.hann_window(n, device=x.device)
         sx = torch.stft(x, n, n // 4, window=win, return_complex=True).abs()
         sy = torch.stft(y, n, n // 4, window=win, return_complex=True).abs()
-        total = total + (sx - sy).abs().mean() + (torch.log(sx + 1e-7) - torch.log(sy + 1e-7)).abs().mean()
+        total = total + (sx - sy).abs().mean() + (torch.log(sx + eps) - torch.log(sy + eps)).abs().mean()
     return total
 
 

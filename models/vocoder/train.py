@@ -24,6 +24,7 @@ import torch
 
 from instruments.ddsp_kernels import noise_matrix, taper_hz
 from models.ddsp import synth_torch as S
+from models.ddsp.model import multiscale_spectral_loss
 from models.vocoder import data
 from models.vocoder import features as F
 from models.vocoder.model import (DELAY_HOPS, MAX_HZ, NOISE_HZ, N_NOISE, VocoderNet,
@@ -59,14 +60,8 @@ def prepare(split: str) -> list[dict]:
 
 
 def spectral_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """DDSP multi-scale spectral loss between (B, N) signals."""
-    loss = x.new_zeros(())
-    for n in FFT_SIZES:
-        win = torch.hann_window(n, dtype=x.dtype)
-        sx = torch.stft(x, n, n // 4, window=win, return_complex=True).abs()
-        sy = torch.stft(y, n, n // 4, window=win, return_complex=True).abs()
-        loss = loss + (sx - sy).abs().mean() + (torch.log(sx + 1e-5) - torch.log(sy + 1e-5)).abs().mean()
-    return loss
+    """DDSP multi-scale spectral loss between (B, N) signals, at the vocoder's FFT sizes."""
+    return multiscale_spectral_loss(x, y, FFT_SIZES, eps=1e-5)
 
 
 class Synth:
