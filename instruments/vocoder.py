@@ -68,6 +68,19 @@ def _biquad(x, c, s):
     return y
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _band(x, k, b0s, a1s, a2s, s0, s1, s2, s3):
+    """One sample through band k: two cascaded band-pass biquads (b1 = 0, b2 = -b0), TDF-II."""
+    b0, a1, a2 = b0s[k], a1s[k], a2s[k]
+    y = b0 * x + s0[k]
+    s0[k] = -a1 * y + s1[k]
+    s1[k] = -b0 * x - a2 * y
+    z = b0 * y + s2[k]
+    s2[k] = -a1 * z + s3[k]
+    s3[k] = -b0 * y - a2 * z
+    return z
+
+
 @njit(nogil=True, cache=True, fastmath=True)
 def vocoder_kernel(out, modulator, carrier, mod_coefs, car_coefs, mod_state, car_state, env,
                    car_env, misc, hp_coefs, scratch, env_trace, carrier_mode, carrier_hz, sr,
@@ -138,13 +151,7 @@ def vocoder_kernel(out, modulator, carrier, mod_coefs, car_coefs, mod_state, car
         x = modulator[i]
         trace = env_trace[i]
         for k in range(bands):
-            b0, a1, a2 = b0s[k], a1s[k], a2s[k]
-            y = b0 * x + s0[k]
-            s0[k] = -a1 * y + s1[k]
-            s1[k] = -b0 * x - a2 * y
-            z = b0 * y + s2[k]
-            s2[k] = -a1 * z + s3[k]
-            s3[k] = -b0 * y - a2 * z
+            z = _band(x, k, b0s, a1s, a2s, s0, s1, s2, s3)
             level = abs(z)
             e = env[k]
             e += (att if level > e else rel) * (level - e)
@@ -161,13 +168,7 @@ def vocoder_kernel(out, modulator, carrier, mod_coefs, car_coefs, mod_state, car
             trace = env_trace[i]
             acc = 0.0
             for k in range(bands):
-                b0, a1, a2 = b0s[k], a1s[k], a2s[k]
-                y = b0 * x + s0[k]
-                s0[k] = -a1 * y + s1[k]
-                s1[k] = -b0 * x - a2 * y
-                z = b0 * y + s2[k]
-                s2[k] = -a1 * z + s3[k]
-                s3[k] = -b0 * y - a2 * z
+                z = _band(x, k, b0s, a1s, a2s, s0, s1, s2, s3)
                 car_sum[k] += abs(z)
                 acc += z * trace[k]
             out[c, i] = (acc * BAND_GAIN + scratch[2, i]) * gain
