@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from engine.backends import BackendError
-from engine.backends.live import Recorder, prime, wait
+from engine.backends.live import LiveBackend, Recorder, prime, wait
 from engine.control.midiparse import MidiParser, event_bytes
 from engine.engine import Engine
 from engine.events import Scheduler
@@ -80,7 +80,7 @@ class CycleClock:
         return self._est
 
 
-class JackBackend:
+class JackBackend(LiveBackend):
     """Plays ``engine`` as JACK client ``cadenza``.
 
     ``connect``: where ``out_L``/``out_R`` (and the inputs) go: ``"system"`` (the
@@ -316,14 +316,6 @@ class JackBackend:
                 self._report("jack", f"the JACK server went away ({self.dead}); stopped, "
                                      f"{self.recorder.audio().shape[1] / self.engine.sample_rate if self.recorder else 0:.1f} s "
                                      "recorded so far are kept")
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def recording(self) -> np.ndarray:
-        if self.recorder is None:
-            return np.zeros((2, 0), np.float32)
-        return self.recorder.audio()
 
     def close(self) -> None:
         if self.dead is None:

@@ -79,6 +79,21 @@ class Recorder:
             return joined
 
 
+class LiveBackend:
+    """What the device backends share: ``stop()`` from any thread, and what was played."""
+
+    _stop: threading.Event
+    recorder: "Recorder | None"
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def recording(self) -> np.ndarray:
+        if self.recorder is None:
+            return np.zeros((2, 0), np.float32)
+        return self.recorder.audio()
+
+
 def prime(engine) -> None:
     """Load the event kernels (numba) before the first callback, which must not pay for it."""
     ring = engine.input_ring(2)

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from engine.backends import BackendError
-from engine.backends.live import Recorder, prime, wait
+from engine.backends.live import LiveBackend, Recorder, prime, wait
 from engine.engine import Engine
 
 
@@ -46,7 +46,7 @@ def find_device(query: str | int | None, kind: str = "output") -> int | None:
     raise BackendError(f"no {kind} device matches {query!r} (devices: {names})")
 
 
-class PortAudioBackend:
+class PortAudioBackend(LiveBackend):
     """Plays ``engine`` on a PortAudio device; ``device``: index or name substring."""
 
     name = "portaudio"
@@ -133,14 +133,6 @@ class PortAudioBackend:
                 self.stream.stop()
             if self.recorder is not None:
                 self.recorder.stop()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def recording(self) -> np.ndarray:
-        if self.recorder is None:
-            return np.zeros((2, 0), np.float32)
-        return self.recorder.audio()
 
     def close(self) -> None:
         self.stream.close()
