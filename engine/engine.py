@@ -80,10 +80,7 @@ class Engine:
 
     def now(self) -> int:
         """The engine's current sample time as seen from any thread (samples)."""
-        start, t0 = self._anchor
-        if t0 == 0.0:
-            return int(start)
-        return int(start + (time.monotonic() - t0) * self.sample_rate)
+        return int(self.sample_at(time.monotonic()))
 
     def sample_at(self, t: float) -> float:
         """The (fractional) sample time due at ``time.monotonic()`` seconds ``t``, from any thread."""
