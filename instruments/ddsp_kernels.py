@@ -55,6 +55,15 @@ TWO_PI = 2.0 * math.pi
 TAPER_FRACTION = 0.04  # harmonics fade out over the top 4 % below max_hz
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _advance_phase(ph, f0, sr):
+    """The fundamental's phase (radians, kept in [0, 2π)) one sample on at ``f0`` Hz (negative: held)."""
+    ph += TWO_PI * max(f0, 0.0) / sr
+    if ph >= TWO_PI:
+        ph -= TWO_PI * math.floor(ph / TWO_PI)
+    return ph
+
+
 @njit(nogil=True, cache=True)
 def taper_hz(max_hz):
     """Width (Hz) of the fade below ``max_hz`` over which harmonics are silenced."""
@@ -112,9 +121,7 @@ def harmonic_render(out, f0_a, f0_b, amps_a, amps_b, phase, sr, max_hz, taper):
     for i in range(n):
         t = (i + 1) * inv_n
         f0 = f0_a + (f0_b - f0_a) * t
-        ph += TWO_PI * max(f0, 0.0) / sr
-        if ph >= TWO_PI:
-            ph -= TWO_PI * math.floor(ph / TWO_PI)
+        ph = _advance_phase(ph, f0, sr)
         if f0 <= 0.0:
             continue
         s1 = math.sin(ph)
@@ -224,9 +231,7 @@ def harmonic_basis(f0_frames, f0_prev, hop, sr, max_hz, taper, out):
         for i in range(hop):
             n = t * hop + i
             f0 = f_a + (f_b - f_a) * (i + 1) * inv_n
-            ph += TWO_PI * max(f0, 0.0) / sr
-            if ph >= TWO_PI:
-                ph -= TWO_PI * math.floor(ph / TWO_PI)
+            ph = _advance_phase(ph, f0, sr)
             for k in range(n_harm):
                 out[n, k] = 0.0
             if f0 <= 0.0:
