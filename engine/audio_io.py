@@ -10,8 +10,10 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from engine.errors import CadenzaError
 
-class AudioFileError(ValueError):
+
+class AudioFileError(CadenzaError, ValueError):
     """An audio file that cannot be read. The message is one line."""
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.errors import CadenzaError
+
 # Subcommands that live beside the instruments and models, imported only when used.
 # Each module has ``add_arguments(parser)`` and ``run(args) -> int``.
 TOOLS: dict[str, tuple[str, str]] = {
@@ -22,7 +24,7 @@ TOOLS: dict[str, tuple[str, str]] = {
 }
 
 
-class UserError(Exception):
+class UserError(CadenzaError):
     """Something the user can fix; printed as one line."""
 
 
@@ -213,11 +215,6 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engine.audio_io import AudioFileError
-    from engine.backends import BackendError
-    from engine.midi import MidiFileError
-    from engine.patch import PatchError
-
     parser = make_parser()
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in TOOLS:  # a tool parses its own arguments
@@ -231,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         run = args.func
     try:
         return run(args)
-    except (UserError, PatchError, MidiFileError, AudioFileError, BackendError, FileNotFoundError) as exc:
+    except (CadenzaError, OSError) as exc:  # OSError: a file or folder the user named
         print(f"cadenza: error: {exc}", file=sys.stderr)
         return 2
 

@@ -11,13 +11,14 @@ from pathlib import Path
 import mido
 import numpy as np
 
+from engine.errors import CadenzaError
 from engine.events import BROADCAST, Kind, make_events
 
 SUSTAIN_CC = 64
 PANIC_CCS = (120, 123)  # all sound off, all notes off
 
 
-class MidiFileError(ValueError):
+class MidiFileError(CadenzaError, ValueError):
     """A MIDI file that cannot be read. The message is one line."""
 
 

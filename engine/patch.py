@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.errors import CadenzaError
 from engine.node import Option
 from engine.registry import node_class
 
@@ -61,7 +62,7 @@ TABLES = {
 }
 
 
-class PatchError(ValueError):
+class PatchError(CadenzaError, ValueError):
     """A patch that cannot be played. The message is one line."""
 
 

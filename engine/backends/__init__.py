@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 
+from engine.errors import CadenzaError
+
 BACKENDS = {
     "offline": "engine.backends.offline:OfflineBackend",
     "null": "engine.backends.null:NullBackend",
@@ -16,7 +18,7 @@ BACKENDS = {
 }
 
 
-class BackendError(RuntimeError):
+class BackendError(CadenzaError, RuntimeError):
     """A backend that cannot start or has died. The message is one line."""
 
 
