@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.errors import ModelError
 from engine.events import Kind
 from engine.node import Context, Node, NodeIO, Option
 from instruments import beat_kernels as bk
@@ -47,16 +48,18 @@ _NO_NET = {k: np.zeros((0, 0) if k.startswith("w_h") or k == "w_ih" else 0, np.f
 
 def load_onset_net(path: Path = NET_WEIGHTS) -> dict[str, np.ndarray]:
     """The onset GRU's weights as float64 arrays for :func:`instruments.beat_kernels.gru_step`."""
-    import torch
+    from models.weights import load_weights, reading
 
-    if not path.exists():
-        raise ValueError(f"activation = 'net' needs {path} (train it: python -m models.beat.train)")
-    sd = torch.load(path, weights_only=True, map_location="cpu")
-    net = {"w_ih": sd["gru.weight_ih_l0"], "w_hh": sd["gru.weight_hh_l0"], "b_ih": sd["gru.bias_ih_l0"],
-           "b_hh": sd["gru.bias_hh_l0"], "w_out": sd["out.weight"][0], "b_out": sd["out.bias"]}
-    net = {k: np.ascontiguousarray(v.double().numpy()) for k, v in net.items()}
-    if net["w_ih"].shape[1] != N_GROUPS:
-        raise ValueError(f"{path}: the network takes {net['w_ih'].shape[1]} inputs, allowed {N_GROUPS}")
+    if not path.is_file():
+        raise ModelError(f"{path}: beat weights not found; activation 'net' and 'mix' need them "
+                         "(train them: python -m models.beat.train, or use activation = 'flux')")
+    sd = load_weights(path)
+    with reading(path, "onset GRU weights"):
+        net = {"w_ih": sd["gru.weight_ih_l0"], "w_hh": sd["gru.weight_hh_l0"], "b_ih": sd["gru.bias_ih_l0"],
+               "b_hh": sd["gru.bias_hh_l0"], "w_out": sd["out.weight"][0], "b_out": sd["out.bias"]}
+        net = {k: np.ascontiguousarray(v.double().numpy()) for k, v in net.items()}
+    if net["w_ih"].ndim != 2 or net["w_ih"].shape[1] != N_GROUPS:
+        raise ModelError(f"{path}: the network takes inputs of shape {net['w_ih'].shape[1:]}, allowed ({N_GROUPS},)")
     return net
 
 
@@ -76,6 +79,7 @@ class BeatTracker(Node):
         "activation": Option(str, default="mix", choices=("flux", "net", "mix"),
                              doc="beat activation: the flux formula, the onset network in models/beat, "
                                  "or their geometric mean"),
+        "weights": Option(str, default="", doc="onset network weights (default: models/beat/onset_gru.pt)"),
         "gamma": Option(float, default=2.0, lo=0.25, hi=8.0,
                         doc="activation exponent: > 1 keeps only the strongest onsets"),
         "lambda_o": Option(float, default=32.0, lo=2.0, hi=64.0,
@@ -136,7 +140,7 @@ class BeatTracker(Node):
         self.bdiff = np.zeros(n_bands, np.float64)
         self.group = np.clip(np.floor(np.log2(centre_hz / GROUP_FMIN) * 3), 0, N_GROUPS - 1).astype(np.int64)
         self.xin = np.zeros(N_GROUPS, np.float64)
-        self.net = _NO_NET if o["activation"] == "flux" else load_onset_net()
+        self.net = _NO_NET if o["activation"] == "flux" else load_onset_net(Path(o["weights"] or NET_WEIGHTS))
         hidden = self.net["w_hh"].shape[1]
         self.h = np.zeros(hidden, np.float64)
         self.gates_i = np.zeros(3 * hidden, np.float64)

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from engine.errors import ModelError
 from engine.events import Kind
 from engine.node import Node, Option, Param
 from instruments.ddsp_kernels import (fill_noise, harmonic_amplitudes, harmonic_render, noise_matrix,
@@ -225,7 +226,7 @@ class DDSPVoice(Node):
         self.controls = {"f0_hz": "the voice's synthesised f0, Hz (0 while silent)"}
         path = model_path(self.options["model"])
         if not path.exists():
-            raise ValueError(f"node {node_id}: DDSP model {path} not found (train it: "
+            raise ModelError(f"{path}: DDSP model not found (node.{node_id}; train it: "
                              f"python -m models.ddsp.train --instrument {self.options['model']})")
         self.path = path
         listener = self.options["listener"]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.errors import ModelError
 from engine.events import Kind
 from engine.node import Node, Option, Param
 
@@ -47,17 +48,16 @@ def scale_mask(key: str, scale: str) -> np.ndarray:
 
 
 def load_decoder(weights: str | Path | None = None, seed: int = 0):
-    """The numba decoder for a weights file; FileNotFoundError names the file and how to make it."""
+    """The numba decoder for a weights file; a ModelError names the file and what is wrong with it."""
     from models.genie.model import load
     from models.genie.numba_step import NumbaDecoder
 
     path = Path(weights) if weights else DEFAULT_WEIGHTS
     if not path.is_file():
-        raise FileNotFoundError(f"Piano Genie weights not found: {path} "
-                                "(train them with: python -m models.genie.train)")
+        raise ModelError(f"{path}: Piano Genie weights not found (train them with: python -m models.genie.train)")
     model, _ = load(path)
     if not model.config.buttons:
-        raise ValueError(f"{path} is the LM baseline (no buttons); the node needs a Piano Genie model")
+        raise ModelError(f"{path}: is the LM baseline (no buttons); the node needs a Piano Genie model")
     return NumbaDecoder(model, seed)
 
 

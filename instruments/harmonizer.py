@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from engine.errors import ModelError
 from engine.events import Kind
 from engine.node import Node, Option, Param
 from instruments import ddsp_kernels as D
@@ -115,7 +116,8 @@ class Harmonizer(Node):
         self.outputs = {"out": 2}
         path = Path(self.options["weights"] or WEIGHTS)
         if not path.exists():
-            raise OSError(f"node.{node_id}: vocoder weights {path} not found (python -m models.vocoder.train)")
+            raise ModelError(f"{path}: vocoder weights not found "
+                             f"(node.{node_id}; train them: python -m models.vocoder.train)")
         self.net = M.load(path)
         self.w = M.numba_weights(self.net)
         self.n_lines = 1 + self.options["voices"]

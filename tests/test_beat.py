@@ -133,11 +133,12 @@ def test_numba_onset_network_agrees_with_torch(tmp_path):
     from instruments import beat_kernels as bk
     from instruments.beat import N_GROUPS, load_onset_net
     from models.beat.train import OnsetNet
+    from models.weights import save_weights
 
     torch.manual_seed(0)
     net = OnsetNet(hidden=12).double()
     path = tmp_path / "net.pt"
-    torch.save(net.state_dict(), path)
+    save_weights(net.state_dict(), path)
     w = load_onset_net(path)
     x = np.abs(np.random.default_rng(1).standard_normal((50, N_GROUPS)))
     with torch.no_grad():

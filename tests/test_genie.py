@@ -10,6 +10,7 @@ import torch
 
 from engine.backends.offline import OfflineBackend
 from engine.cli import UserError, build_engine, main
+from engine.errors import ModelError
 from engine.events import EVENT_DTYPE, Kind
 from engine.node import Context
 from instruments.genie import DEFAULT_WEIGHTS, GenieNode, load_decoder, scale_mask
@@ -52,9 +53,9 @@ def test_committed_weights_load_weights_only_and_decode():
 
 
 def test_missing_weights_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m models.genie.train"):
+    with pytest.raises(ModelError, match="python -m models.genie.train"):
         load_decoder(tmp_path / "nope.pt")
-    with pytest.raises(ValueError, match="LM baseline"):
+    with pytest.raises(ModelError, match="LM baseline"):
         load_decoder(LM_WEIGHTS)
 
 

@@ -25,6 +25,7 @@ from torch import nn
 from engine.node import Context
 from instruments import beat_kernels as bk
 from instruments.beat import N_GROUPS, NET_WEIGHTS, BeatTracker
+from models.weights import save_weights
 
 HERE = Path(__file__).resolve().parent
 SR = 44100
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
                    "seconds": round(time.perf_counter() - t0, 1)}
             log.append(row)
             print(row, flush=True)
-    torch.save(net.state_dict(), NET_WEIGHTS)
+    save_weights(net.state_dict(), NET_WEIGHTS)
     info = {"args": vars(args), "train_clips": len(train), "check_clips": len(check),
             "params": sum(p.numel() for p in net.parameters()), "data_seconds": round(t_data, 1),
             "total_seconds": round(time.perf_counter() - t0, 1), "log": log}

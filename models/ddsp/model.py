@@ -21,6 +21,7 @@ from torch import nn
 
 from instruments.ddsp_kernels import harmonic_basis, taper_hz
 from models.ddsp import synth_torch as st
+from models.weights import load_weights, reading, save_weights
 
 N_HARMONICS = 60
 N_BANDS = 65
@@ -104,15 +105,16 @@ def multiscale_spectral_loss(x: torch.Tensor, y: torch.Tensor,
 
 
 def save(decoder: Decoder, path, meta: dict) -> None:
-    """Weights + plain-typed metadata, loadable with ``torch.load(..., weights_only=True)``."""
-    torch.save({"state_dict": decoder.state_dict(), "hidden": decoder.hidden,
+    """Weights + plain-typed metadata, loadable with ``torch.load(..., weights_only=True)``, with its sha256."""
+    save_weights({"state_dict": decoder.state_dict(), "hidden": decoder.hidden,
                 "sample_rate": decoder.sample_rate, "hop": decoder.hop, "meta": meta}, path)
 
 
 def load(path) -> tuple[Decoder, dict]:
     """The decoder saved by :func:`save` (CPU, eval mode) and its metadata."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    decoder = Decoder(blob["hidden"], blob["sample_rate"], blob["hop"])
-    decoder.load_state_dict(blob["state_dict"])
-    decoder.eval()
-    return decoder, blob["meta"]
+    blob = load_weights(path)
+    with reading(path, "a DDSP decoder"):
+        decoder = Decoder(blob["hidden"], blob["sample_rate"], blob["hop"])
+        decoder.load_state_dict(blob["state_dict"])
+        meta = blob["meta"]
+    return decoder.eval(), meta

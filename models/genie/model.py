@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from models.weights import load_weights, reading, save_weights
+
 NUM_KEYS = 88
 START = NUM_KEYS  # the "previous key" token of a sequence's first note
 
@@ -149,13 +151,15 @@ class Genie(nn.Module):
 
 
 def save(model: Genie, path, **extra) -> None:
-    """``torch.save`` of the state dict, the config and plain-data metadata (weights_only-loadable)."""
-    torch.save({"config": model.config.to_dict(), "state_dict": model.state_dict(), "meta": extra}, path)
+    """Save the state dict, the config and plain-data metadata (weights_only-loadable), with its sha256."""
+    save_weights({"config": model.config.to_dict(), "state_dict": model.state_dict(), "meta": extra}, path)
 
 
 def load(path, device: str | torch.device = "cpu") -> tuple[Genie, dict]:
-    """Load weights written by :func:`save` with ``weights_only=True``; returns (model in eval mode, meta)."""
-    blob = torch.load(path, map_location=device, weights_only=True)
-    model = Genie(GenieConfig(**blob["config"]))
-    model.load_state_dict(blob["state_dict"])
-    return model.to(device).eval(), blob.get("meta", {})
+    """Load weights written by :func:`save` (sha256-checked, weights_only); returns (model in eval mode, meta)."""
+    blob = load_weights(path, device)
+    with reading(path, "a Piano Genie model"):
+        model = Genie(GenieConfig(**blob["config"]))
+        model.load_state_dict(blob["state_dict"])
+        meta = blob.get("meta", {})
+    return model.to(device).eval(), meta

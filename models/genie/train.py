@@ -4,7 +4,7 @@
 
 Writes ``models/genie/genie.pt`` (or ``lm_baseline.pt`` with ``--baseline``):
 state dict + config + metadata (steps, batch, wall time, validation loss),
-loadable with ``torch.load(..., weights_only=True)``. Fixed seed; CUDA when
+loadable with ``torch.load(..., weights_only=True)``, and its ``.sha256``. Fixed seed; CUDA when
 available, else CPU. The valid split's perplexity is printed at the end.
 """
 

@@ -35,6 +35,7 @@ from numba import njit
 from torch import nn
 
 from models.vocoder import features as F
+from models.weights import load_weights, reading
 
 N_HARMONICS = 64
 MAX_HZ = 11000.0  # harmonics fade out below this, Hz
@@ -184,7 +185,9 @@ def decode_outputs(y, mel, amp_out, env, noise):
 
 
 def load(path) -> VocoderNet:
-    """The committed weights (``torch.load(..., weights_only=True)``) in a VocoderNet, eval mode."""
+    """The weights at ``path`` (sha256-checked, weights_only) in a VocoderNet, eval mode."""
+    state = load_weights(path)
     net = VocoderNet()
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    with reading(path, "vocoder weights"):
+        net.load_state_dict(state)
     return net.eval()

@@ -29,6 +29,7 @@ from models.vocoder import data
 from models.vocoder import features as F
 from models.vocoder.model import (DELAY_HOPS, MAX_HZ, NOISE_HZ, N_NOISE, VocoderNet,
                                   envelope_weights)
+from models.weights import save_weights
 
 HERE = Path(__file__).resolve().parent
 SR = data.SAMPLE_RATE
@@ -163,10 +164,10 @@ def main(argv=None) -> int:
             log["train_loss"].append(running)
             log["val_loss"].append(v)
             tqdm.write(f"step {step}: train {running:.3f} val {v:.3f} ({(time.time() - t_start) / 60:.1f} min)")
-            torch.save(net.state_dict(), args.out)
+            save_weights(net.state_dict(), args.out)
         if time.time() > deadline:
             break
-    torch.save(net.state_dict(), args.out)
+    save_weights(net.state_dict(), args.out)
     log |= {"final_step": step + 1, "minutes": (time.time() - t_start) / 60.0, "batch": args.batch,
             "segment_frames": SEGMENT, "threads": args.threads, "seed": 0,
             "train_clips": len(train), "test_clips": len(test),
