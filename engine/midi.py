@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import mido
+from mido.midifiles.meta import KeySignatureError
 import numpy as np
 
 from engine.errors import CadenzaError
@@ -16,6 +17,7 @@ from engine.events import BROADCAST, Kind, make_events
 
 SUSTAIN_CC = 64
 PANIC_CCS = (120, 123)  # all sound off, all notes off
+MAX_MIDI_FILE_S = 3600.0  # longest MIDI file rendered, s: an hour of stereo float32 at 48 kHz is 1.4 GB
 
 
 class MidiFileError(CadenzaError, ValueError):
@@ -77,7 +79,10 @@ class MidiMap:
 
 
 def read_midi_file(path: str | Path) -> list[tuple[float, list[int]]]:
-    """(time in seconds, message bytes) for every channel message of a MIDI file, in order."""
+    """(time in seconds, message bytes) for every channel message of a MIDI file, in order.
+
+    MidiFileError for a file that is missing, not MIDI, or longer than ``MAX_MIDI_FILE_S``.
+    """
     try:
         midi = mido.MidiFile(str(path))
         out = []
@@ -88,10 +93,16 @@ def read_midi_file(path: str | Path) -> list[tuple[float, list[int]]]:
                 out.append((now, msg.bytes()))
     except FileNotFoundError:
         raise MidiFileError(f"{path}: no such MIDI file") from None
-    except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
-        raise MidiFileError(f"{path}: not a valid MIDI file ({exc})") from None
+    except IsADirectoryError:
+        raise MidiFileError(f"{path}: is a directory, not a MIDI file") from None
+    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, ZeroDivisionError,
+            KeySignatureError) as exc:
+        raise MidiFileError(f"{path}: not a valid MIDI file ({str(exc) or type(exc).__name__})") from None
     if not out:
         raise MidiFileError(f"{path}: MIDI file has no note or controller messages")
+    if now > MAX_MIDI_FILE_S:
+        raise MidiFileError(f"{path}: MIDI file lasts {now / 3600:.1f} h, allowed up to "
+                            f"{MAX_MIDI_FILE_S / 3600:g} h (a stray event far after the music?)")
     return out
 
 

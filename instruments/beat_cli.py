@@ -86,18 +86,15 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from engine.audio_io import read_audio
+    from engine.audio_io import AudioFileError, file_rate, read_audio
     from engine.cli import UserError
-
-    import soundfile as sf
 
     if args.block < 16 or args.block > 8192:
         raise UserError(f"--block: found {args.block}, allowed 16..8192")
-    try:
-        sr = sf.info(str(args.file)).samplerate
-    except (RuntimeError, sf.LibsndfileError, OSError) as exc:
-        raise UserError(f"{args.file}: cannot read audio ({exc})") from None
+    sr = file_rate(args.file)
     audio = read_audio(args.file, sr)
+    if audio.shape[1] == 0:
+        raise AudioFileError(f"{args.file}: empty (0 frames), nothing to track")
     result = track(audio, sr, args.block)
     if args.json:
         print(json.dumps({

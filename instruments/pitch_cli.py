@@ -12,7 +12,6 @@ import json
 import sys
 
 import numpy as np
-import soundfile as sf
 
 from engine.cli import UserError
 from instruments.pitch import PitchFrames, PitchTracker
@@ -30,14 +29,13 @@ def add_arguments(parser) -> None:
 
 def analyse_file(path, fmin=None, fmax=None) -> tuple[PitchFrames, PitchTracker]:
     """Stream a file through a fresh tracker, in engine-sized blocks."""
-    from engine.audio_io import AudioFileError, read_audio
+    from engine.audio_io import AudioFileError, file_rate, read_audio
 
-    try:
-        rate = sf.info(str(path)).samplerate
-    except (RuntimeError, sf.LibsndfileError, OSError) as exc:
-        raise AudioFileError(f"{path}: cannot read audio ({exc})") from None
+    rate = file_rate(path)
     rate = rate if rate in NATIVE_RATES else 48000
     audio = read_audio(path, rate).mean(axis=0).astype(np.float32)
+    if audio.shape[0] == 0:
+        raise AudioFileError(f"{path}: empty (0 frames), nothing to track")
     kwargs = {k: v for k, v in (("fmin", fmin), ("fmax", fmax)) if v is not None}
     try:
         tracker = PitchTracker(rate, **kwargs)

@@ -16,32 +16,39 @@ from pathlib import Path
 from engine.cli import UserError
 
 SAMPLE_RATE = 48000
+MAX_TIME_S = 1e6  # latest press time accepted, s (about 11 days; rules out inf and nan)
 
 
 def read_buttons(path: Path) -> list[tuple[float, int, int]]:
     """(time s, button, velocity) rows sorted by time; a first line that is not numbers is a header."""
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    rows = []
-    with path.open(newline="") as f:
-        for line_no, row in enumerate(csv.reader(f), 1):
-            cells = [c.strip() for c in row]
-            if not cells or not any(cells) or cells[0].startswith("#"):
-                continue
-            try:
-                time_s, button = float(cells[0]), int(cells[1])
-                velocity = int(cells[2]) if len(cells) > 2 and cells[2] else 100
-            except (ValueError, IndexError):
-                if line_no == 1:
-                    continue  # header
-                raise UserError(f"{path}:{line_no}: expected 'time_s, button, velocity', found {row!r}") from None
-            if not 0 <= button <= 7:
-                raise UserError(f"{path}:{line_no}: button {button} is outside 0..7")
-            if not 0 <= velocity <= 127 or time_s < 0:
-                raise UserError(f"{path}:{line_no}: velocity must be 0..127 and time >= 0, found {row!r}")
-            rows.append((time_s, button, velocity))
+    try:
+        with path.open(newline="") as f:
+            rows = [r for r in (parse_row(path, n, row) for n, row in enumerate(csv.reader(f), 1)) if r]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"{path}: not a text CSV file ({exc})") from None
     rows.sort(key=lambda r: r[0])
     return rows
+
+
+def parse_row(path: Path, line_no: int, row: list[str]) -> tuple[float, int, int] | None:
+    """One CSV row as (time s, button, velocity); None for a blank, comment or header line."""
+    cells = [c.strip() for c in row]
+    if not cells or not any(cells) or cells[0].startswith("#"):
+        return None
+    try:
+        time_s, button = float(cells[0]), int(cells[1])
+        velocity = int(cells[2]) if len(cells) > 2 and cells[2] else 100
+    except (ValueError, IndexError):
+        if line_no == 1:
+            return None  # header
+        raise UserError(f"{path}:{line_no}: expected 'time_s, button, velocity', found {row!r}") from None
+    if not 0 <= button <= 7:
+        raise UserError(f"{path}:{line_no}: button {button} is outside 0..7")
+    if not 0 <= velocity <= 127 or not 0 <= time_s < MAX_TIME_S:
+        raise UserError(f"{path}:{line_no}: velocity must be 0..127 and time 0..{MAX_TIME_S:g} s, found {row!r}")
+    return time_s, button, velocity
 
 
 def decode(rows, weights: str = "", temperature: float = 0.0, seed: int = 0, key: str = "none",
