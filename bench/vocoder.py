@@ -30,10 +30,8 @@ timings still share the CPU with whatever else runs on the machine.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import fcntl
 import gc
-import io
 import json
 import time
 from pathlib import Path
@@ -174,16 +172,14 @@ def chord_carrier(seconds: float) -> np.ndarray:
 
 def pyo_vocoder_times(modulator: np.ndarray, carrier: np.ndarray) -> np.ndarray:
     """µs per block of pyo's Vocoder (20 stages, 100 Hz … 10 kHz) on the same signals."""
-    from engine.fx import PyoHost
+    from engine.fx import PyoServer
 
-    host = PyoHost.get(LIVE_SR, BLOCK)
-    pyo = host.pyo
-    pair = host.claim()
-    with contextlib.redirect_stdout(io.StringIO()):
-        mod = pyo.Input(chnl=2 * pair)
-        car = pyo.Input(chnl=2 * pair + 1)
+    host = PyoServer(LIVE_SR, BLOCK)
+    with host.current() as pyo:
+        mod = pyo.Input(chnl=0)
+        car = pyo.Input(chnl=1)
         spread = np.log(10000.0 / 100.0) / np.log(BANDS)  # centres freq · (i + 1) ** spread
-        voc = pyo.Vocoder(mod, car, freq=100.0, spread=float(spread), q=20, slope=0.5, stages=BANDS).out(2 * pair)
+        voc = pyo.Vocoder(mod, car, freq=100.0, spread=float(spread), q=20, slope=0.5, stages=BANDS).out(0)
     n = modulator.shape[0] // BLOCK
     times = np.zeros(n)
     gc.collect()
@@ -191,15 +187,16 @@ def pyo_vocoder_times(modulator: np.ndarray, carrier: np.ndarray) -> np.ndarray:
     try:
         for b in range(n):
             t0 = time.perf_counter_ns()
-            host.inp[:, 2 * pair] = modulator[b * BLOCK:(b + 1) * BLOCK]
-            host.inp[:, 2 * pair + 1] = carrier[b * BLOCK:(b + 1) * BLOCK]
-            host.server.process()
-            _ = host.out[:, 2 * pair].copy()
+            host.inp[:, 0] = modulator[b * BLOCK:(b + 1) * BLOCK]
+            host.inp[:, 1] = carrier[b * BLOCK:(b + 1) * BLOCK]
+            host.process()
+            _ = host.out[:, 0].copy()
             times[b] = (time.perf_counter_ns() - t0) * 1e-3
     finally:
         gc.enable()
-    voc.stop()
-    host.release(pair)
+    for obj in (voc, car, mod):
+        obj.stop()
+    host.shutdown()
     return times
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -35,7 +37,9 @@ class Clock:
         return self.sample_time / self.sample_rate
 
     def set_tempo(self, bpm: float, offset: int = 0) -> None:
-        """Change tempo ``offset`` frames into the coming block (bpm, clamped to 1..1000)."""
+        """Change tempo ``offset`` frames into the coming block (bpm, clamped to 1..1000; NaN/inf ignored)."""
+        if not math.isfinite(bpm):
+            return
         self._pending_bpm = float(min(max(bpm, 1.0), 1000.0))
         self._pending_offset = offset
 

@@ -3,10 +3,18 @@
 Control threads (MIDI, OSC, scripts) each own an :class:`EventRing` from
 ``input_ring()``, and stamp events with ``stamp()``. The audio thread calls
 ``process()`` once per block; it never waits on anything.
+
+A new graph (a patch reload) is handed over with ``swap()`` and crossfaded in
+over ``CROSSFADE_S`` with equal-power gains; the graph it replaces is handed
+back through ``retired()`` so a control thread closes it, never the audio
+thread (as SuperCollider frees in its non-real-time thread).
 """
 
 from __future__ import annotations
 
+import collections
+import math
+import threading
 import time
 from dataclasses import dataclass
 
@@ -14,7 +22,7 @@ import numpy as np
 
 from engine.clock import Clock
 from engine.events import BROADCAST, ENGINE, EventRing, Kind, Scheduler, warm_up_kernels
-from engine.graph import OUT_CHANNELS, Graph
+from engine.graph import OUT_CHANNELS, Faults, Graph
 from engine.midi import MidiMap
 from engine.patch import Patch
 
@@ -31,6 +39,9 @@ class Stats:
     events_in: int = 0
     events_out: int = 0
     errors: int = 0
+
+
+CROSSFADE_S = 0.02  # a patch swap fades old out and new in over this long (equal power)
 
 
 class Engine:
@@ -50,12 +61,21 @@ class Engine:
         self.scheduling_delay = round(audio["scheduling_delay_ms"] * 1e-3 * self.sample_rate)
         # [sample time, monotonic seconds] of the current block's start, for stamping
         self._anchor = np.zeros(2, np.float64)
+        self.faults = Faults()
         self._next_graph: Graph | None = None
-        self.retired: list[Graph] = []
+        self._swap_lock = threading.Lock()  # between control threads only
+        self._fading: Graph | None = None  # the outgoing graph while a swap crossfades
+        self._fade_pos = 0
+        self._fade_len = max(1, int(CROSSFADE_S * self.sample_rate) // self.block)
+        self._fade_out = np.zeros((OUT_CHANNELS, self.block), np.float32)
+        self._fade_in = np.zeros((OUT_CHANNELS, self.block), np.float32)
+        self._fade_ramp = np.arange(self.block, dtype=np.float32)
+        self._fade_theta = np.zeros(self.block, np.float32)
+        self._fade_gain = np.zeros(self.block, np.float32)
+        self._retired: collections.deque[Graph] = collections.deque()
         self.patch = patch
         self.graph = self.build_graph(patch)
         self.midi_map = MidiMap(patch.table("midi"), self.graph)
-        self._follow = -1
 
     @property
     def period_s(self) -> float:
@@ -64,13 +84,37 @@ class Engine:
     def build_graph(self, patch: Patch) -> Graph:
         """Build (and prepare) a graph for ``patch`` at this engine's rate. Not real-time."""
         return Graph(patch, self.sample_rate, self.block, self.clock,
-                     self.outbound.push, self.scheduler.add)
+                     self.outbound.push, self.scheduler.add, self.faults)
 
-    def swap(self, patch: Patch, graph: Graph) -> None:
-        """Play ``graph`` from the next block boundary on (call from a control thread)."""
-        self._next_graph = graph
-        self.patch = patch
-        self.midi_map = MidiMap(patch.table("midi"), graph)
+    def swap(self, patch: Patch, graph: Graph, timeout_s: float = 2.0) -> bool:
+        """Crossfade to ``graph`` from the next block boundary on (from a control thread).
+
+        Waits until the audio thread has taken the previous swap, so no graph is
+        ever lost between two quick reloads. Returns False (and drops ``graph``
+        into ``retired()``) when the audio has not taken it within ``timeout_s``.
+        """
+        with self._swap_lock:
+            deadline = time.monotonic() + timeout_s
+            while self._next_graph is not None or self._fading is not None:
+                if time.monotonic() > deadline:
+                    self._retired.append(graph)
+                    return False
+                time.sleep(self.period_s)
+            self.patch = patch
+            self.midi_map = MidiMap(patch.table("midi"), graph)
+            self._next_graph = graph
+        return True
+
+    def swapping(self) -> bool:
+        """True while a swap waits for the audio thread or crossfades."""
+        return self._next_graph is not None or self._fading is not None
+
+    def retired(self) -> list[Graph]:
+        """Graphs the audio thread has let go of, for a control thread to ``close()``."""
+        out = []
+        while self._retired:
+            out.append(self._retired.popleft())
+        return out
 
     def input_ring(self, capacity: int = 4096) -> EventRing:
         """A new single-producer ring for one control thread."""
@@ -103,13 +147,33 @@ class Engine:
         time); ``now()`` and so every stamp are anchored to it.
         """
         t0 = time.perf_counter_ns()
-        if self._next_graph is not None:
-            self.retired.append(self.graph)
-            self.graph, self._next_graph = self._next_graph, None
-        graph = self.graph
+        if self._next_graph is not None and self._fading is None:
+            self._fading, self.graph, self._next_graph = self.graph, self._next_graph, None
+            self._fading.silence_events()  # its node indices mean other nodes in the new graph
+            self._fade_pos = 0
         start = self.clock.sample_time
         # one numpy store, so a control thread never reads a half-updated anchor
         self._anchor[:] = (start, time.monotonic() if start_time is None else start_time)
+        try:
+            result = self._run_block(start, adc)
+        except Exception as exc:  # a bug outside any node: this block is silent, the show goes on
+            self.faults.record("engine", exc)
+            result = self._fade_out
+            result[:] = 0.0
+        self.clock.advance(self.block)
+        if out is not None:
+            out[:OUT_CHANNELS] = result
+        elapsed = (time.perf_counter_ns() - t0) * 1e-9
+        load = elapsed / self.period_s
+        s = self.stats
+        s.blocks += 1
+        s.load_last = load
+        s.load_max = max(s.load_max, load)
+        s.deadline_misses += load > 1.0
+        return result
+
+    def _run_block(self, start: int, adc: np.ndarray | None) -> np.ndarray:
+        graph = self.graph
         for ring in self.rings:
             self.stats.events_in += len(ring)
             self.scheduler.add_from(ring)
@@ -123,18 +187,27 @@ class Engine:
             else:
                 graph.route(ev)
         result = graph.process(start, adc)
+        if self._fading is not None:
+            result = self._crossfade(start, adc, result)
         self._follow_tempo(graph)
-        self.clock.advance(self.block)
-        if out is not None:
-            out[:OUT_CHANNELS] = result
-        elapsed = (time.perf_counter_ns() - t0) * 1e-9
-        load = elapsed / self.period_s
-        s = self.stats
-        s.blocks += 1
-        s.load_last = load
-        s.load_max = max(s.load_max, load)
-        s.deadline_misses += load > 1.0
         return result
+
+    def _crossfade(self, start: int, adc: np.ndarray | None, incoming: np.ndarray) -> np.ndarray:
+        """Mix this block of the outgoing graph (cos) with the incoming one (sin); retire it at the end."""
+        fading = self._fading
+        old = fading.process(start, adc)
+        theta, gain = self._fade_theta, self._fade_gain
+        np.add(self._fade_ramp, self._fade_pos * self.block, out=theta)
+        theta *= 0.5 * math.pi / (self._fade_len * self.block)
+        out = self._fade_out
+        np.multiply(old, np.cos(theta, out=gain), out=out)
+        np.multiply(incoming, np.sin(theta, out=gain), out=self._fade_in)
+        out += self._fade_in
+        self._fade_pos += 1
+        if self._fade_pos >= self._fade_len:
+            self._fading = None
+            self._retired.append(fading)
+        return out
 
     def _follow_tempo(self, graph: Graph) -> None:
         follow = graph.patch.table("clock")["follow"]
@@ -161,7 +234,19 @@ class Engine:
                 f"peak {peak_db:6.1f} dBFS  bar {self.clock.bar + 1} beat {self.clock.beat_in_bar + 1:4.2f} "
                 f"@ {self.clock.bpm:5.1f} bpm")
 
+    def problems(self) -> dict[str, tuple[int, str]]:
+        """Counters kept on the audio thread (which never prints), for a control thread's log:
+        kind → (running total, message with ``{new}`` / ``{total}``)."""
+        return {
+            "events-dropped": (self.scheduler.dropped + sum(r.dropped for r in self.rings),
+                               "{new} event(s) dropped: the scheduler (4096) or an input ring was full; "
+                               "the farthest-future ones go first ({total} in all)"),
+            "outbound-dropped": (self.outbound.dropped, "{new} outgoing event(s) dropped: the out ring was "
+                                                        "full ({total} in all)"),
+            "audio-error": (self.faults.count, self.faults.describe()),
+        }
+
     def close(self) -> None:
-        for graph in [self.graph, *self.retired]:
-            graph.close()
-        self.retired.clear()
+        for graph in [self.graph, self._next_graph, self._fading, *self.retired()]:
+            if graph is not None:
+                graph.close()

@@ -130,6 +130,11 @@ class EventRing:
         new_count = _drain(self.buf, self._mask, self._tail, head, out, count)
         return new_count
 
+    def drain_bounded(self, pending: np.ndarray, count: int, dropped: np.ndarray) -> int:
+        """Consumer side: move every waiting event into ``pending[:count]``, which never grows
+        past its length (the farthest-future events are dropped and counted in ``dropped[0]``)."""
+        return _drain_bounded(self.buf, self._mask, self._tail, self._head[0], pending, count, dropped)
+
     def pop_all(self) -> np.ndarray:
         """Consumer side, off the audio thread: a copy of every waiting event."""
         out = make_events(len(self))
@@ -155,26 +160,33 @@ class Scheduler:
     ``take(block_end)`` moves every pending event with ``time < block_end`` into
     ``self.due`` (sorted by time, ties kept in arrival order) and returns how
     many there are. Events stamped in the past are due at once.
+
+    Capacity policy: at most ``capacity`` events wait. When full, the
+    farthest-future event is the one dropped — the new one if it is the
+    farthest, else the pending one it displaces — and counted in ``dropped``.
+    Input is never blocked: a ring is always drained whole, so a flood of
+    far-future events can never hold back a note due now.
     """
 
     def __init__(self, capacity: int = 4096):
         self.pending = make_events(capacity)
         self.n_pending = 0
         self.due = make_events(capacity)
-        self.overflow = 0
+        self.dropped = 0
+        self._dropped = np.zeros(1, np.int64)  # the kernels' count, folded into ``dropped``
         self._scratch = make_events(1)
 
-    def add_from(self, ring: EventRing) -> None:
-        """Move a ring's waiting events in; what does not fit waits in the ring."""
-        self.n_pending = ring.drain_into(self.pending, self.n_pending)
+    def add_from(self, ring: "EventRing") -> None:
+        """Move all of a ring's waiting events in (the farthest-future ones drop when full)."""
+        self.n_pending = ring.drain_bounded(self.pending, self.n_pending, self._dropped)
+        self.dropped = int(self._dropped[0])
 
     def add(self, time, kind, target=0, channel=0, a=0, b=0, value=0.0) -> bool:
-        if self.n_pending >= self.pending.shape[0]:
-            self.overflow += 1
-            return False
-        self.pending[self.n_pending] = (time, kind, target, channel, a, b, value)
-        self.n_pending += 1
-        return True
+        """Add one event; False when it was the farthest-future one and the scheduler is full."""
+        self._scratch[0] = (time, kind, target, channel, a, b, value)
+        self.n_pending, kept = _insert_bounded(self.pending, self.n_pending, self._scratch[0], self._dropped)
+        self.dropped = int(self._dropped[0])
+        return kept
 
     def take(self, block_end: int) -> int:
         n_due, self.n_pending = _take_due(self.pending, self.n_pending, self.due, block_end, self._scratch)
@@ -182,6 +194,36 @@ class Scheduler:
 
     def clear(self) -> None:
         self.n_pending = 0
+
+
+@njit(nogil=True, cache=True)
+def _insert_bounded(pending, n_pending, ev, dropped):
+    """Append ``ev``; when full, keep the earlier of it and the latest pending event.
+
+    Returns (new count, whether ``ev`` was kept).
+    """
+    if n_pending < pending.shape[0]:
+        pending[n_pending] = ev
+        return n_pending + 1, True
+    dropped[0] += 1
+    latest = 0
+    for i in range(1, n_pending):
+        if pending[i]["time"] > pending[latest]["time"]:
+            latest = i
+    if ev["time"] >= pending[latest]["time"]:
+        return n_pending, False
+    pending[latest] = ev
+    return n_pending, True
+
+
+@njit(nogil=True, cache=True)
+def _drain_bounded(buf, mask, tail_arr, head, pending, n_pending, dropped):
+    tail = tail_arr[0]
+    while tail < head:
+        n_pending, _ = _insert_bounded(pending, n_pending, buf[tail & mask], dropped)
+        tail += 1
+    tail_arr[0] = tail
+    return n_pending
 
 
 @njit(nogil=True, cache=True)

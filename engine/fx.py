@@ -1,11 +1,13 @@
 """pyo as an effects rack inside the engine's own block.
 
-One pyo ``Server(audio='manual')`` per process (pyo binds its objects to one
-server), booted at the engine's rate and block size. Each rack owns a stereo
-pair of the server's channels: it writes its input into the server's
-interleaved input buffer, calls ``server.process()`` once, and reads its pair
-back from the output buffer. Reverbs, chorus, delay, EQ and dynamics are
-pyo's own C DSP.
+Each rack owns one pyo ``Server(audio='manual')`` (pyo keeps up to 256 of
+them in a process, and binds new objects to the one made current with
+``setServer``), booted at the engine's rate and block size: it writes its
+stereo input into the server's interleaved input buffer, calls
+``server.process()`` once, and reads the output back. So a patch swap can
+crossfade two racks, each processed exactly once per block, and closing a
+retired graph shuts its server down: reloads never run out of racks.
+Reverbs, chorus, delay, EQ and dynamics are pyo's own C DSP.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ EFFECTS = ("Freeverb", "STRev", "WGVerb", "Chorus", "Delay", "EQ", "Compress", "
            "Phaser", "ButLP", "ButHP", "Harmonizer", "FreqShift", "Gate", "Biquad")
 # Effects with their own dry/wet ("bal"); the others take an optional "mix".
 BALANCED = ("Freeverb", "STRev", "WGVerb", "Chorus")
-MAX_RACKS = 4  # stereo pairs on the shared server: a patch swap needs two at once
 
 
 def _import_pyo():
@@ -60,27 +61,11 @@ def check_chain(chain: list) -> None:
                 raise ValueError(f"chain[{i}].{key}: found {value!r}, allowed a number")
 
 
-class PyoHost:
-    """The process's one pyo server in manual mode, with its buffers as numpy views."""
+class PyoServer:
+    """One pyo server in manual mode, with its interleaved buffers as numpy views (frames, channels)."""
 
-    _instance: "PyoHost | None" = None
-
-    @classmethod
-    def get(cls, sample_rate: int, block: int) -> "PyoHost":
-        host = cls._instance
-        if host is not None and (host.sample_rate, host.block) != (sample_rate, block):
-            if any(host.claimed):
-                raise RuntimeError(f"pyo already runs at {host.sample_rate} Hz / {host.block} frames")
-            host.shutdown()
-            host = None
-        if host is None:
-            host = cls._instance = cls(sample_rate, block)
-        return host
-
-    def __init__(self, sample_rate: int, block: int):
+    def __init__(self, sample_rate: int, block: int, channels: int = 2):
         self.pyo = _import_pyo()
-        self.sample_rate, self.block = sample_rate, block
-        channels = 2 * MAX_RACKS
         with contextlib.redirect_stdout(_io.StringIO()):
             self.server = self.pyo.Server(sr=sample_rate, nchnls=channels, buffersize=block,
                                           duplex=1, audio="manual").boot()
@@ -90,24 +75,21 @@ class PyoHost:
             (ctypes.c_float * n).from_address(int(self.server.getInputAddr(), 16))).reshape(block, channels)
         self.out = np.ctypeslib.as_array(
             (ctypes.c_float * n).from_address(int(self.server.getOutputAddr(), 16))).reshape(block, channels)
-        self.claimed = [False] * MAX_RACKS
+        self.inp[:] = 0.0
 
-    def claim(self) -> int:
-        for pair, used in enumerate(self.claimed):
-            if not used:
-                self.claimed[pair] = True
-                self.inp[:, 2 * pair: 2 * pair + 2] = 0.0
-                return pair
-        raise RuntimeError(f"more than {MAX_RACKS} pyo racks at once")
+    @contextlib.contextmanager
+    def current(self):
+        """Objects made inside bind to this server (pyo binds to the current one); pyo's banner muted."""
+        self.server.setServer()
+        with contextlib.redirect_stdout(_io.StringIO()):
+            yield self.pyo
 
-    def release(self, pair: int) -> None:
-        self.claimed[pair] = False
-        self.inp[:, 2 * pair: 2 * pair + 2] = 0.0
+    def process(self) -> None:
+        self.server.process()
 
     def shutdown(self) -> None:
         self.server.stop()
         self.server.shutdown()
-        PyoHost._instance = None
 
 
 class PyoRack(Node):
@@ -129,16 +111,13 @@ class PyoRack(Node):
         check_chain(self.options["chain"])
         self.inputs = {"in": 2}
         self.outputs = {"out": 2}
-        self.host: PyoHost | None = None
+        self.host: PyoServer | None = None
         self.objects: list = []
 
     def prepare(self, ctx) -> None:
-        self.host = PyoHost.get(ctx.sample_rate, ctx.block)
-        self.pair = self.host.claim()
-        pyo = self.host.pyo
-        c0 = 2 * self.pair
-        with contextlib.redirect_stdout(_io.StringIO()):
-            signal = pyo.Input([c0, c0 + 1])
+        self.host = PyoServer(ctx.sample_rate, ctx.block)
+        with self.host.current() as pyo:
+            signal = pyo.Input([0, 1])
             self.objects = [signal]
             for fx in self.options["chain"]:
                 kwargs = {k: v for k, v in fx.items() if k not in ("effect", "mix")}
@@ -148,19 +127,16 @@ class PyoRack(Node):
                     wet = pyo.Interp(signal, wet, interp=float(fx["mix"]))
                     self.objects.append(wet)
                 signal = wet
-            self.objects.append(signal.out(c0))
-        self.c0 = c0
-        self.in_pair = self.host.inp[:, c0: c0 + 2]
-        self.out_pair = self.host.out[:, c0: c0 + 2]
+            self.objects.append(signal.out(0))
 
     def process(self, io) -> None:
         dry = io.inputs["in"]
-        self.in_pair[:] = dry.T
-        self.host.server.process()
+        self.host.inp[:] = dry.T
+        self.host.process()
         out = io.outputs["out"]
         wet = self.params[0]
         gain = 10.0 ** (self.params[1] / 20.0)
-        np.multiply(self.out_pair.T, wet * gain, out=out)
+        np.multiply(self.host.out.T, wet * gain, out=out)
         if wet < 1.0:
             out += dry * ((1.0 - wet) * gain)
 
@@ -170,8 +146,9 @@ class PyoRack(Node):
                 obj.reset()
 
     def close(self) -> None:
-        if self.host is not None and self.objects:
+        if self.host is not None:
             for obj in self.objects:
                 obj.stop()
             self.objects = []
-            self.host.release(self.pair)
+            self.host.shutdown()
+            self.host = None

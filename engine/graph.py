@@ -1,6 +1,13 @@
-"""The block graph: nodes built from a patch, run in dependency order once per block."""
+"""The block graph: nodes built from a patch, run in dependency order once per block.
+
+A node whose ``process`` raises is silent for that block (its outputs and
+published controls zeroed, its state reset); the fault is counted in
+:class:`Faults` and the rest of the graph plays on.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import njit
@@ -36,6 +43,36 @@ def mix_into(dst, src):
             dst[c, i] += src[s, i]
 
 
+def _drop_event(*event) -> None:
+    """An emit that goes nowhere."""
+
+
+class Faults:
+    """Exceptions caught on the audio thread (in a node, the engine or a backend's callback):
+    a count and the latest one, named off that thread."""
+
+    def __init__(self):
+        self.count = 0
+        self.node = ""
+        self.error: BaseException | None = None
+
+    def record(self, node_id: str, error: BaseException) -> None:
+        """Audio thread: remember the fault (no formatting here; ``describe`` does that)."""
+        self.count += 1
+        self.node = node_id
+        self.error = error
+
+    def describe(self) -> str:
+        """One line for the log (control threads): which node failed and why."""
+        error = self.error
+        if error is None:
+            return "no node error"
+        text = str(error).splitlines()[0][:160] if str(error) else ""
+        named = f"{self.node} raised {type(error).__name__}{': ' + text if text else ''}"
+        return named.replace("{", "{{").replace("}", "}}") + (
+            "; silent for {new} block(s), the rest played on ({total} in all)")
+
+
 class Graph:
     """Nodes of one patch, their buffers and their wiring, at a fixed rate and block size.
 
@@ -43,8 +80,10 @@ class Graph:
     (2, frames), which has always been through the safety stage.
     """
 
-    def __init__(self, patch: Patch, sample_rate: int, block: int, clock: Clock, emit_outbound, defer):
+    def __init__(self, patch: Patch, sample_rate: int, block: int, clock: Clock, emit_outbound, defer,
+                 faults: Faults | None = None):
         self.patch = patch
+        self.faults = faults or Faults()
         self.sample_rate = sample_rate
         self.block = block
         self.clock = clock
@@ -77,7 +116,7 @@ class Graph:
         """Run 20 ms of silent blocks with emits dropped, then reset: kernels compile here, not on
         stage (20 ms spans every node's control frame, so frame-rate paths compile too)."""
         emit_outbound, defer = self._emit_outbound, self._defer
-        self._emit_outbound = self._defer = lambda *event: None
+        self._emit_outbound = self._defer = _drop_event
         try:
             for b in range(max(2, -(-self.sample_rate // 50 // self.block))):
                 self.process(b * self.block, None)
@@ -241,17 +280,39 @@ class Graph:
                 mix_into(dst, src)
             if io.inbox.count:
                 self._apply_params(node, io.events)
-            node.process(io)
+            try:
+                node.process(io)
+            except Exception as exc:  # one broken node must not stop the show
+                self._silence(node, io, exc)
             io.inbox.clear()
             if timer:
                 self.processing_us[i] = (timer() - t0) * 1e-3
         return self.output
 
+    def _silence(self, node: Node, io: NodeIO, exc: Exception) -> None:
+        self.faults.record(f"node {node.id!r}", exc)
+        for buf in io.outputs.values():
+            buf[:] = 0.0
+        for buf in io.published.values():
+            buf[:] = 0.0
+        try:
+            node.reset()
+        except Exception:  # a node that cannot even reset stays silent until it recovers
+            pass
+
+    def silence_events(self) -> None:
+        """Drop this graph's emits from now on (it is fading out: its node indices are stale)."""
+        self._emit_outbound = self._defer = _drop_event
+
     @staticmethod
     def _apply_params(node: Node, events) -> None:
+        """Apply PARAM events; the last guard for a value that is not finite or out of range."""
         for ev in events:
             if ev["kind"] == Kind.PARAM and 0 <= ev["a"] < node.params.shape[0]:
-                node.params[ev["a"]] = ev["value"]
+                value = float(ev["value"])
+                if value == value and abs(value) != math.inf:
+                    lo, hi = node.param_bounds[ev["a"]]
+                    node.params[ev["a"]] = min(max(value, lo), hi)
 
     def param_target(self, dotted: str) -> tuple[int, int, float, float]:
         """``"node.param"`` → (node index, param index, lo, hi), or KeyError."""

@@ -137,6 +137,7 @@ class Node:
         self.params = np.array([self.options.get(name, p.default) for name, p in self.PARAMS.items()],
                                dtype=np.float32)
         self.param_index = {name: i for i, name in enumerate(self.PARAMS)}
+        self.param_bounds = [(p.lo, p.hi) for p in self.PARAMS.values()]
 
     @classmethod
     def patch_keys(cls) -> dict[str, Option]:

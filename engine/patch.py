@@ -1,23 +1,30 @@
 """Patches: TOML files that wire a performance. Data only, validated on load.
 
 Every error is one line naming the file, the key (and its line), what was
-found and what is allowed, so a broken patch never starts half-wired.
+found and what is allowed, so a broken patch never starts half-wired. A
+patch is read only from a regular file of at most ``MAX_PATCH_BYTES`` (never
+a device, a FIFO or a directory), and names registered node types only.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.errors import CadenzaError
+from engine.hostport import parse_hostport
 from engine.node import Option
 from engine.registry import node_class
 
 PATCH_DIR = Path(__file__).resolve().parent.parent / "patches"
 DEFAULT_PATCH = PATCH_DIR / "default.toml"
+MAX_PATCH_BYTES = 1 << 20
 
 # Keys every [[node]] may carry; the graph handles them, not the node.
 NODE_KEYS = {
@@ -112,8 +119,29 @@ def resolve_patch_path(name: str | Path | None) -> Path:
 def load_patch(name: str | Path | None = None) -> Patch:
     """Read and validate a patch; raises :class:`PatchError` with a one-line message."""
     path = resolve_patch_path(name)
-    text = path.read_text(encoding="utf-8")
-    return parse_patch(text, path)
+    return parse_patch(read_patch_text(path), path)
+
+
+def read_patch_text(path: Path) -> str:
+    """The text of a regular UTF-8 file of at most ``MAX_PATCH_BYTES``; PatchError otherwise."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise PatchError(f"{path}: cannot open the patch ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise PatchError(f"{path}: not a regular file, allowed a .toml patch file")
+        data = file.read(MAX_PATCH_BYTES + 1)
+    if len(data) > MAX_PATCH_BYTES:
+        raise PatchError(f"{path}: larger than {MAX_PATCH_BYTES // 1024} KiB, allowed a patch file up to that")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise PatchError(f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}), "
+                         "allowed a UTF-8 TOML file") from None
 
 
 def parse_patch(text: str, path: Path) -> Patch:
@@ -152,6 +180,7 @@ def parse_patch(text: str, path: Path) -> Patch:
         if out not in ids:
             where.fail("patch.output", None, out, "a node id: " + ", ".join(sorted(ids)))
     _check_routes(tables, ids, nodes, where)
+    _check_osc(tables["osc"], where)
     return Patch(path=path, description=tables["patch"]["description"], nodes=nodes, tables=tables)
 
 
@@ -200,6 +229,15 @@ def _check_routes(tables, ids, nodes, where) -> None:
         where.fail("clock.follow", None, follow, "a node id: " + ", ".join(sorted(ids)))
 
 
+def _check_osc(osc: dict, where: "_Locator") -> None:
+    for key, default_port, values in (("listen", 8000, [osc["listen"]]), ("send", 9000, osc["send"])):
+        for value in values:
+            try:
+                parse_hostport(value, default_port, listen=key == "listen")
+            except ValueError as exc:
+                where.fail(f"osc.{key}", None, value, f"HOST:PORT, e.g. '127.0.0.1:{default_port}' ({exc})")
+
+
 def _check_keys(raw: dict, schema: dict[str, Option], where: "_Locator", prefix: str,
                 index: int | None = None) -> dict[str, Any]:
     out = {}
@@ -224,6 +262,8 @@ def _check_value(value: Any, opt: Option, where: "_Locator", key: str, index: in
     if kind is list and isinstance(value, str):
         value, ok = [value], True
     if ok and opt.choices is not None and value not in opt.choices:
+        ok = False
+    if ok and kind is float and not math.isfinite(value):
         ok = False
     if ok and kind in (int, float):
         if (opt.lo is not None and value < opt.lo) or (opt.hi is not None and value > opt.hi):

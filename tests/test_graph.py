@@ -3,6 +3,7 @@ import pytest
 
 from engine.events import Kind, make_events
 from engine.node import Node
+from engine.registry import register
 from tests.helpers import engine_from_toml, render_blocks
 
 
@@ -49,14 +50,17 @@ class Reader(Node):
         self.seen_events = []
 
 
+register("test_ramp", Ramp)
+register("test_reader", Reader)
+
 PATCH = """
 [[node]]
 id = "reader"
-type = "tests.test_graph:Reader"
+type = "test_reader"
 input = "src"
 [[node]]
 id = "src"
-type = "tests.test_graph:Ramp"
+type = "test_ramp"
 notes_to = "reader"
 """
 

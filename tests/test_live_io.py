@@ -22,6 +22,7 @@ from engine.control.midiparse import MidiParser
 from engine.engine import Engine
 from engine.node import Node
 from engine.patch import load_patch
+from engine.registry import register
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,7 +52,7 @@ send = []
 ECHO_NODE = """
 [[node]]
 id = "echo"
-type = "test_live_io:EchoNode"
+type = "test_echo"
 notes_to = "piano"
 """
 
@@ -64,6 +65,9 @@ class EchoNode(Node):
     def process(self, io) -> None:
         for ev in io.events:
             io.emit(int(ev["time"]) - io.block_start, int(ev["kind"]), int(ev["channel"]), int(ev["a"]), int(ev["b"]))
+
+
+register("test_echo", EchoNode)
 
 
 def write_patch(tmp_path: Path, echo: bool = False, clock_out: bool = False, name: str = "live.toml") -> Path:
@@ -298,7 +302,8 @@ def test_bad_input_is_logged_once_counted_and_the_audio_goes_on(jack_server, tmp
     assert counts["osc-range"] == 50 and counts["midi-source-gone"] == 1 and counts["midi-garbage"] >= 2
     assert counts["midi"] == 1 and not layer.midi_inputs
     err = capsys.readouterr().err.splitlines()
-    assert len([ln for ln in err if ln.startswith("cadenza: osc-malformed")]) == 1
+    malformed = [ln for ln in err if ln.startswith("cadenza: osc-malformed")]
+    assert len(malformed) == 2, malformed  # two different faults, each named once: not a byte stream, cut short
     assert engine.stats.errors == sum(counts.values())
     assert np.abs(backend.recording()[0][-24000:]).max() > 0.05  # the last note sounded
 

@@ -5,14 +5,26 @@ Client ``cadenza`` with ports ``in_1``..``in_N``, ``out_L``, ``out_R``,
 inside the same callback, so it is sample-accurate; the engine's notes and
 MIDI clock (24 ppqn) leave through ``midi_out`` at their frame offsets too.
 The engine's clock is anchored to JACK's filtered cycle start time, so OSC
-timetags land on the right sample. Xruns come from JACK's xrun callback. If
-the server dies, ``run()`` returns and what was played so far is kept.
+timetags land on the right sample. If the server dies, ``run()`` returns and
+what was played so far is kept.
+
+Stopping never hangs. JACK2 ends a client's realtime thread with an
+asynchronous ``pthread_cancel`` on deactivate; cancelled inside the Python
+callback, or while waiting for the GIL, that thread takes the GIL with it and
+the process waits for ever. So the stop asks the callback to end itself
+(``jack.CallbackExit``: libjack then deactivates the client from that thread
+and lets it exit on its own), waits until the kernel shows the thread gone,
+and only then closes the client. No other Python callback is registered but
+the server's shutdown notice: xruns are counted in the process callback from
+gaps in JACK's frame time, and a MIDI source leaving is polled from a control
+thread, so JACK's notification thread never runs Python when it is cancelled.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import threading
 import time
 
@@ -25,6 +37,7 @@ from engine.engine import Engine
 from engine.events import Scheduler
 
 CLIENT_NAME = "cadenza"
+STOP_TIMEOUT_S = 2.0  # how long a stop waits for the realtime thread to leave by itself
 _ECHO_KINDS = (1, 2, 3, 4, 5)  # note on/off, CC, pitch bend, program: what MIDI out carries
 
 
@@ -142,6 +155,7 @@ class JackBackend(LiveBackend):
         self.outports = [client.outports.register(p) for p in ("out_L", "out_R")]
         self.midi_in = client.midi_inports.register("midi_in")
         self.midi_out = client.midi_outports.register("midi_out")
+        self._jack = jack
         self.parser = MidiParser()
         self.ring = engine.input_ring()
         self.midi_clock = None  # set by the control layer when clock out is on
@@ -153,24 +167,44 @@ class JackBackend(LiveBackend):
         self.first_frame: int | None = None  # JACK frame time of the engine's sample 0
         self.dead: str | None = None
         self.midi_sources_gone = 0
+        self._midi_sources = 0
         self._reset_parser = False
         self._ports_connected = False  # MIDI clock waits for it, so Start reaches the connected ports
         self._want_midi: tuple[str | None, str | None] = (None, None)
         self._stop = threading.Event()
+        self._exit = False  # asks the process callback to end the realtime thread
+        self._rt_exited = threading.Event()
+        self._rt_tid = 0  # the realtime thread's kernel id, once it has said goodbye
+        self._next_frame: int | None = None
+        self._active = False
         client.set_process_callback(self._process)
-        client.set_xrun_callback(self._xrun)
         client.set_shutdown_callback(self._shutdown)
-        client.set_port_connect_callback(self._port_connect)
 
     # -- callbacks (JACK threads) ----------------------------------------------------------
 
     def _process(self, frames: int) -> None:
+        if self._exit:
+            self._rt_tid = threading.get_native_id()
+            self._rt_exited.set()
+            raise self._jack.CallbackExit  # libjack deactivates us and ends this thread itself
+        try:
+            self._run_cycle(frames)
+        except Exception as exc:  # never let a bug end the audio: this cycle is silent, counted
+            self.engine.faults.record("jack callback", exc)
+            for port in self.outports:
+                port.get_array().fill(0.0)
+
+    def _run_cycle(self, frames: int) -> None:
         engine = self.engine
         block = engine.block
         clock = engine.clock
         start = clock.sample_time
+        frame_time = self.client.last_frame_time
         if self.first_frame is None:
-            self.first_frame = self.client.last_frame_time
+            self.first_frame = frame_time
+        elif frame_time != self._next_frame:  # JACK skipped cycles of ours: an xrun we caused or suffered
+            engine.stats.xruns += 1
+        self._next_frame = (frame_time + frames) & 0xFFFFFFFF
         if self._reset_parser:
             self._reset_parser = False
             self.parser.reset()
@@ -216,17 +250,9 @@ class JackBackend(LiveBackend):
         for offset, msg in messages:
             port.write_midi_event(offset, msg)
 
-    def _xrun(self, delay_usecs: float) -> None:
-        self.engine.stats.xruns += 1
-
     def _shutdown(self, status, reason: str) -> None:
         self.dead = reason or "the JACK server shut down"
         self._stop.set()
-
-    def _port_connect(self, a, b, connected: bool) -> None:
-        if not connected and b.name == self.midi_in.name:
-            self.midi_sources_gone += 1
-            self._reset_parser = True
 
     # -- control side ------------------------------------------------------------------------
 
@@ -242,13 +268,23 @@ class JackBackend(LiveBackend):
         self._want_midi = (midi_in or None, midi_out or None)
         return None
 
+    def _poll_midi_sources(self) -> None:
+        """Control thread: a source leaving ``midi_in`` may leave the parser mid-message."""
+        if not self._active or self.dead is not None:
+            return
+        n = len(self.client.get_all_connections(self.midi_in))
+        if n < self._midi_sources:
+            self.midi_sources_gone += self._midi_sources - n
+            self._reset_parser = True
+        self._midi_sources = n
+
     def problems(self) -> dict[str, tuple[int, str]]:
         """Counters kept on the audio thread, for the control layer's log."""
+        self._poll_midi_sources()
         return {
             "midi-garbage": (self.parser.garbage, "{new} stray MIDI byte(s) on midi_in dropped ({total} in all)"),
             "midi-source-gone": (self.midi_sources_gone, "a MIDI source left cadenza:midi_in ({total} so far); "
                                                          "its held notes may hang: CC 123 or /cadenza/panic frees them"),
-            "events-dropped": (self.ring.dropped, "{total} MIDI events dropped: the event ring was full"),
         }
 
     def _report(self, kind: str, message: str) -> None:
@@ -299,7 +335,10 @@ class JackBackend(LiveBackend):
         if self.recorder is not None:
             self.recorder.start()
         prime(self.engine)
+        self._exit = False
+        self._rt_exited.clear()
         self.client.activate()
+        self._active = True
         self._connect_ports()
         self._ports_connected = True
         try:
@@ -309,7 +348,7 @@ class JackBackend(LiveBackend):
                 if self.midi_clock is not None and self.midi_clock.running:
                     self.midi_clock.stop()  # Stop goes out in the next cycles, before we leave the graph
                     time.sleep(3 * self.client.blocksize / self.client.samplerate + 0.01)
-                self.client.deactivate()
+                self._end_realtime_thread()
             if self.recorder is not None:
                 self.recorder.stop()
             if self.dead is not None:
@@ -317,6 +356,29 @@ class JackBackend(LiveBackend):
                                      f"{self.recorder.audio().shape[1] / self.engine.sample_rate if self.recorder else 0:.1f} s "
                                      "recorded so far are kept")
 
+    def _end_realtime_thread(self) -> None:
+        """Let the realtime thread end itself, and wait until the kernel shows it gone."""
+        if not self._active:
+            return
+        self._exit = True
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        gone = False
+        if self._rt_exited.wait(STOP_TIMEOUT_S):
+            task = f"/proc/self/task/{self._rt_tid}"
+            while time.monotonic() < deadline and os.path.exists(task):
+                time.sleep(0.001)
+            gone = not os.path.exists(task)
+        if gone or self.dead is not None:
+            self._active = False
+            return
+        # The thread never came back (a stalled server): cancelling it now could strand the GIL.
+        # Leave the client to the process's exit instead of risking a hang.
+        self._report("jack", f"the JACK realtime thread did not stop within {STOP_TIMEOUT_S:g} s; "
+                             "left to the process exit")
+        self.client._ptr = self._jack._ffi.NULL  # so neither close() nor __del__ cancels it later
+
     def close(self) -> None:
+        """Close the client, once its realtime thread is provably gone (never cancelled in Python)."""
         if self.dead is None:
+            self._end_realtime_thread()
             self.client.close()

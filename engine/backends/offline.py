@@ -30,10 +30,16 @@ class OfflineBackend:
         out = np.zeros((2, n_blocks * block), np.float32)
         n_in = engine.graph.adc.shape[0]
         chunk = np.zeros((n_in, block), np.float32)
+        # fed block by block, so a long score never overfills the scheduler
         if events is not None:
-            engine.schedule(np.sort(events, order="time", kind="stable"))
+            events = np.sort(events, order="time", kind="stable")
+        fed = 0
         for b in range(n_blocks):
             start = b * block
+            if events is not None and fed < len(events):
+                due = fed + int(np.searchsorted(events["time"][fed:], start + block))
+                engine.schedule(events[fed:due])
+                fed = due
             if adc is not None:
                 chunk[:] = 0.0
                 piece = adc[:n_in, start: start + block]

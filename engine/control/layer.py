@@ -9,8 +9,13 @@ the interpreter when it needs it:
 - ``cadenza-out``: every 2 ms drains ``engine.outbound`` and sends each event
   when its sample time comes (OSC to every target, MIDI out), sends MIDI
   clock when the backend does not do it in its callback, refreshes the
-  status line and reports the audio thread's counters as log lines;
-- ``cadenza-reload``: builds a new patch's graph, then ``engine.swap``.
+  status line, reports the audio thread's counters as log lines and closes
+  the graphs the audio thread has retired;
+- ``cadenza-reload``: builds a new patch's graph, then ``engine.swap`` (one
+  reload at a time; a request that comes while one builds waits for it).
+
+No thread dies from one bad input: each loop turn and each request is caught,
+counted and named in one line.
 """
 
 from __future__ import annotations
@@ -29,11 +34,13 @@ from engine.control.log import ErrorLog
 from engine.control.midiclock import MidiClock
 from engine.control.midiio import RtMidiInput, RtMidiOutput, pick_api
 from engine.control.midiparse import event_bytes
-from engine.control.osc import OscIn, OscOut, build_message, parse_hostport
+from engine.control.osc import OscIn, OscOut, build_message
+from engine.hostport import parse_hostport
 from engine.events import OUTBOUND
 
 OUT_POLL_S = 0.002
 STATUS_EVERY_S = 0.5
+MAX_PENDING_OUT = 16384  # outbound events waiting for their time; past it the farthest-future are dropped
 
 
 @dataclass
@@ -94,6 +101,9 @@ class ControlLayer:
         self._running = False
         self._out_thread = threading.Thread(target=self._out_loop, name="cadenza-out", daemon=True)
         self._reloads: list[threading.Thread] = []
+        self._reload_lock = threading.Lock()
+        self.reloads_done = 0
+        self.out_dropped = 0
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -108,7 +118,7 @@ class ControlLayer:
         opts, engine = self.options, self.engine
         osc_table, midi_table = engine.patch.table("osc"), engine.patch.table("midi")
         if opts.osc:
-            host, port = parse_hostport(osc_table["listen"], 8000)
+            host, port = parse_hostport(osc_table["listen"], 8000, listen=True)  # checked when the patch loaded
             host = opts.osc_host or host
             port = port if opts.osc_port is None else opts.osc_port
             try:
@@ -116,7 +126,12 @@ class ControlLayer:
                 self.osc_in.start()
             except OSError as exc:
                 self.log.report("osc", f"{exc}; playing without OSC in")
-            targets = [parse_hostport(t, 9000) for t in [*osc_table["send"], *opts.osc_send]]
+            targets = []
+            for text in [*osc_table["send"], *opts.osc_send]:
+                try:
+                    targets.append(parse_hostport(text, 9000))
+                except ValueError as exc:
+                    self.log.report("osc-send", f"OSC target {exc}; not sending there")
             self.osc_out = OscOut(targets, osc_table["pitch_rate_hz"])
         if hasattr(self.backend, "log"):
             self.backend.log = self.log
@@ -195,23 +210,30 @@ class ControlLayer:
 
     def reload(self, path: str | None) -> None:
         """Build ``path`` (default: the playing patch's file) off the audio thread, then swap it in."""
-        thread = threading.Thread(target=self._reload, args=(path,), name="cadenza-reload", daemon=True)
+        thread = threading.Thread(target=self.reload_now, args=(path,), name="cadenza-reload", daemon=True)
         self._reloads = [t for t in self._reloads if t.is_alive()] + [thread]
         thread.start()
 
-    def _reload(self, path: str | None) -> None:
+    def reload_now(self, path: str | None) -> bool:
+        """Build and swap in ``path`` on this thread; False (one line said why) when the old patch plays on."""
         from engine.patch import load_patch
 
         engine = self.engine
-        try:
-            patch = load_patch(path or engine.patch.path)
-            graph = engine.build_graph(patch)
-        except Exception as exc:  # any failure leaves the old patch playing
-            self.log.report("reload", f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
-                                      f"still playing {engine.patch.name}")
-            return
-        engine.swap(patch, graph)
-        print(f"cadenza: reloaded {patch.path}", file=sys.stderr, flush=True)
+        with self._reload_lock:
+            try:
+                patch = load_patch(path or engine.patch.path)
+                graph = engine.build_graph(patch)
+            except Exception as exc:  # any failure leaves the old patch playing
+                self.log.report("reload", f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
+                                          f"still playing {engine.patch.name}")
+                return False
+            if not engine.swap(patch, graph):
+                self.log.report("reload", f"the audio did not take {patch.name} in time; "
+                                          f"still playing {engine.patch.name}")
+                return False
+            self.reloads_done += 1
+        self.log.console.line(f"cadenza: reloaded {patch.path}")
+        return True
 
     def send_status(self, addr) -> None:
         """Answer ``/cadenza/status`` to the address it came from."""
@@ -232,16 +254,21 @@ class ControlLayer:
         next_status = 0.0
         clock_sample = engine.now()
         while self._running:
-            now = engine.now()
-            self._send_due(now)
-            if self._thread_clock and now > clock_sample:
-                self._clock_pulses(clock_sample, now)
-                clock_sample = now
-            t = time.monotonic()
-            if t >= next_status:
-                next_status = t + STATUS_EVERY_S
-                self.status = engine.status_line()
-                self._report_backend()
+            try:
+                now = engine.now()
+                self._send_due(now)
+                if self._thread_clock and now > clock_sample:
+                    self._clock_pulses(clock_sample, now)
+                    clock_sample = now
+                for graph in engine.retired():
+                    graph.close()
+                t = time.monotonic()
+                if t >= next_status:
+                    next_status = t + STATUS_EVERY_S
+                    self.status = engine.status_line()
+                    self._report_problems()
+            except Exception as exc:  # the out thread must outlive any bad event
+                self.log.report("out-error", f"{type(exc).__name__}: {exc}")
             time.sleep(OUT_POLL_S)
         self._send_due(engine.now())
 
@@ -251,6 +278,9 @@ class ControlLayer:
             for ev in outbound.pop_all():
                 self._seq += 1
                 heapq.heappush(self._pending, (int(ev["time"]), self._seq, ev))
+            if len(self._pending) > MAX_PENDING_OUT:  # keep the soonest; count the rest
+                self.out_dropped += len(self._pending) - MAX_PENDING_OUT
+                self._pending = heapq.nsmallest(MAX_PENDING_OUT, self._pending)
         graph = self.engine.graph
         while self._pending and self._pending[0][0] <= now:
             _, _, ev = heapq.heappop(self._pending)
@@ -275,9 +305,12 @@ class ControlLayer:
         for _, status in self.midi_clock.block(beat0, bps, end - start):
             self.midi_output.send([status])
 
-    def _report_backend(self) -> None:
-        problems = getattr(self.backend, "problems", None)
-        if problems is None:
-            return
-        for kind, (total, message) in problems().items():
+    def _report_problems(self) -> None:
+        problems = dict(self.engine.problems())
+        problems["out-dropped"] = (self.out_dropped, "{new} outgoing event(s) waited too long and were "
+                                                     "dropped ({total} in all)")
+        backend_problems = getattr(self.backend, "problems", None)
+        if backend_problems is not None:
+            problems.update(backend_problems())
+        for kind, (total, message) in problems.items():
             self.log.sync(kind, total, message)

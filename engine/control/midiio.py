@@ -10,6 +10,8 @@ WinMM), where a virtual input named ``Cadenza`` is opened when allowed.
 
 from __future__ import annotations
 
+import time
+
 import rtmidi
 
 from engine.control.midiparse import MidiParser
@@ -48,7 +50,9 @@ def _open(device, substring: str | None, virtual: bool, what: str) -> str:
 class RtMidiInput:
     """One rtmidi input (a named port or the virtual ``Cadenza``) feeding its own event ring.
 
-    rtmidi calls ``_on_message`` on its own thread, which is this ring's only producer.
+    rtmidi calls ``_on_message`` on its own thread, which is this ring's only producer
+    (with the JACK API, the realtime thread of rtmidi's JACK client: so ``close`` first
+    stops the callback and lets one in flight finish before that client can be cancelled).
     """
 
     def __init__(self, engine, log, api: int, substring: str | None = None, virtual: bool = True):
@@ -58,18 +62,25 @@ class RtMidiInput:
         self.ring = engine.input_ring()
         self.device = rtmidi.MidiIn(api, "cadenza")
         self.device.ignore_types(sysex=False, timing=True, active_sense=True)  # SysEx reaches the parser
+        self._in_flight = False
         self.name = _open(self.device, substring, virtual, "input")
         self.device.set_error_callback(self._on_error)
         self.device.set_callback(self._on_message)
 
     def _on_message(self, message, _data=None) -> None:
-        arrival = self.engine.now()
-        when = self.engine.stamp(arrival)
-        midi_map = self.engine.midi_map
-        push = self.ring.push
-        for status, d1, d2 in self.parser.feed(message[0]):
-            for kind, target, ch, a, b, value in midi_map.events(status, d1, d2):
-                push(when, kind, target, ch, a, b, value)
+        self._in_flight = True
+        try:
+            when = self.engine.stamp(self.engine.now())
+            midi_map = self.engine.midi_map
+            push = self.ring.push
+            for status, d1, d2 in self.parser.feed(message[0]):
+                for kind, target, ch, a, b, value in midi_map.events(status, d1, d2):
+                    push(when, kind, target, ch, a, b, value)
+        except Exception as exc:  # MIDI garbage must never end rtmidi's thread
+            self.parser.reset()
+            self.log.report("midi-in", f"{self.name}: {type(exc).__name__}: {exc}")
+        finally:
+            self._in_flight = False
 
     def _on_error(self, kind, message, _data=None) -> None:
         self.parser.reset()
@@ -77,6 +88,10 @@ class RtMidiInput:
 
     def close(self) -> None:
         self.device.cancel_callback()
+        time.sleep(0.02)  # a callback already waiting for the GIL gets it and returns
+        deadline = time.monotonic() + 1.0
+        while self._in_flight and time.monotonic() < deadline:
+            time.sleep(0.001)
         self.device.close_port()
         del self.device
 

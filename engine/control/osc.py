@@ -1,28 +1,29 @@
-"""OSC in and out over UDP, with python-osc's packet classes and our own socket.
+"""OSC in and out over UDP: our own bounded packet parser in, python-osc's builder out.
 
 python-osc's stock server sleeps until a bundle's timetag and drops parse
 errors silently; here the socket is read on a control thread, every packet
-is parsed at once, each message is stamped with the sample at which it takes
-effect (a future bundle timetag → that exact sample, as SuperCollider does;
-otherwise arrival + the patch's scheduling delay) and pushed into the
-engine's event ring. Every bad packet gets a counted, rate-limited log line.
+is parsed at once (:mod:`engine.control.oscpacket`, bounded in time and
+size), each message is stamped with the sample at which it takes effect (a
+future bundle timetag → that exact sample, as SuperCollider does; otherwise
+arrival + the patch's scheduling delay) and pushed into the engine's event
+ring. Every value is checked finite and in range before it crosses into the
+engine; every bad packet gets a counted, rate-limited log line.
 """
 
 from __future__ import annotations
 
+import math
 import socket
 import threading
 import time
 
-from pythonosc.osc_bundle import OscBundle
-from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
-from pythonosc.parsing import osc_types
 
+from engine.control.oscpacket import OscPacketError, parse_packet
 from engine.events import BROADCAST, ENGINE, Kind
 
 PREFIX = "/cadenza"
-MAX_AHEAD_S = 60.0  # timetags further ahead than this are refused
+MAX_AHEAD_S = 10.0  # timetags further ahead than this are refused (the scheduler is no score store)
 TEMPO_RANGE = (20.0, 400.0)
 RCVBUF_BYTES = 1 << 20
 
@@ -37,7 +38,7 @@ ADDRESSES_IN = [
     ("/cadenza/genie/button", "i button, i velocity", "Piano Genie button 0-7 (velocity 0 releases); "
                                                       "/cadenza/button is the same"),
     ("/cadenza/param/<node>/<name>", "f value", "set a node parameter, clamped to its range"),
-    ("/cadenza/tempo", "f bpm", "engine tempo, 20-400 bpm"),
+    ("/cadenza/tempo", "f bpm", "engine tempo, 20-400 bpm (clamped)"),
     ("/cadenza/transport", "s start, stop or continue", "transport (MIDI clock out follows)"),
     ("/cadenza/panic", "", "all notes off, tails cut, on every node"),
     ("/cadenza/reload", "[s patch]", "build the patch (default: the playing one) off the audio thread "
@@ -71,6 +72,8 @@ def _number(args, i: int, name: str, lo: float | None = None, hi: float | None =
     value = args[i]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise OscArgError(f"argument {i + 1} ({name}): found {type(value).__name__} {value!r}, allowed a number")
+    if not math.isfinite(value):
+        raise OscArgError(f"argument {i + 1} ({name}): found {value!r}, allowed a finite number")
     if integer:
         value = int(round(value))
     if (lo is not None and value < lo) or (hi is not None and value > hi):
@@ -78,41 +81,11 @@ def _number(args, i: int, name: str, lo: float | None = None, hi: float | None =
     return value
 
 
-def parse_datagram(data: bytes) -> list[tuple[float | None, OscMessage]]:
-    """(timetag as Unix seconds or None for "now", message) for every message in a packet.
-
-    Raises ValueError for anything that is not a well-formed OSC packet.
-    """
-    if OscBundle.dgram_is_bundle(data):
-        out: list[tuple[float | None, OscMessage]] = []
-        _walk(OscBundle(data), out)
-        return out
-    if OscMessage.dgram_is_message(data):
-        return [(None, OscMessage(data))]
-    raise ValueError("neither an OSC message nor a bundle")
-
-
-def _walk(bundle: OscBundle, out: list) -> None:
-    tag = None if bundle.timestamp == osc_types.IMMEDIATELY else bundle.timestamp
-    for content in bundle:
-        if isinstance(content, OscBundle):
-            _walk(content, out)
-        else:
-            out.append((tag, content))
-
-
 def build_message(address: str, args) -> bytes:
     builder = OscMessageBuilder(address)
     for arg in args:
         builder.add_arg(arg)
     return builder.build().dgram
-
-
-def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host:
-        return text, default_port
-    return host, int(port)
 
 
 class OscIn:
@@ -159,24 +132,27 @@ class OscIn:
                     self.log.report("osc-socket", str(exc))
                     time.sleep(0.05)
                 continue
-            self.handle(data, addr)
+            try:
+                self.handle(data, addr)
+            except Exception as exc:  # nothing a packet does may end this thread
+                self.log.report("osc-error", f"{len(data)}-byte packet from {addr[0]}:{addr[1]}: "
+                                             f"{type(exc).__name__}: {exc}")
 
     def handle(self, data: bytes, addr) -> None:
         """Parse and apply one datagram (public so tests and scripts can inject packets)."""
         mono, wall = time.monotonic(), time.time()
         arrival = int(self.engine.sample_at(mono))
         try:
-            messages = parse_datagram(data)
-        except Exception as exc:  # python-osc raises several types for broken packets
-            self.log.report("osc-malformed", f"{len(data)}-byte packet from {addr[0]}:{addr[1]} "
-                                             f"dropped ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+            messages = parse_packet(data)
+        except OscPacketError as exc:
+            self.log.report("osc-malformed", f"{len(data)}-byte packet from {addr[0]}:{addr[1]} dropped ({exc})")
             return
-        for tag, msg in messages:
+        for tag, address, args in messages:
             self.received += 1
             if tag is None:
                 when = self.engine.stamp(arrival)
             elif tag - wall > MAX_AHEAD_S:
-                self.log.report("osc-timetag", f"{msg.address}: timetag {tag - wall:.1f} s ahead, "
+                self.log.report("osc-timetag", f"{address}: timetag {tag - wall:.1f} s ahead, "
                                                f"allowed at most {MAX_AHEAD_S:g} s; dropped")
                 continue
             elif tag < wall:
@@ -185,11 +161,11 @@ class OscIn:
             else:  # one rounding from the block's anchor: sample-accurate
                 when = round(self.engine.sample_at(mono + (tag - wall)))
             try:
-                self.dispatch(msg.address, list(msg.params), when, addr)
+                self.dispatch(address, args, when, addr)
             except OscArgError as exc:
-                self.log.report("osc-args", f"{msg.address}: {exc}; dropped")
+                self.log.report("osc-args", f"{address}: {exc}; dropped")
             except Exception as exc:  # a malformed message must never stop the thread
-                self.log.report("osc-error", f"{msg.address}: {type(exc).__name__}: {exc}")
+                self.log.report("osc-error", f"{address}: {type(exc).__name__}: {exc}")
 
     # -- the address space ---------------------------------------------------------
 
@@ -231,7 +207,7 @@ class OscIn:
                 raise OscArgError("this patch routes no buttons ([midi] buttons)")
             push(when, Kind.BUTTON, target, 0, button, vel, 0.0)
         elif address == PREFIX + "/tempo":
-            bpm = _number(args, 0, "bpm", *TEMPO_RANGE)
+            bpm = self._clamped(address, _number(args, 0, "bpm"), *TEMPO_RANGE)
             push(when, Kind.TEMPO, ENGINE, 0, 0, 0, float(bpm))
         elif address == PREFIX + "/transport":
             self._transport(args, when)
@@ -259,11 +235,15 @@ class OscIn:
         except KeyError:
             params = [f"{n.id}/{p}" for n in self.engine.graph.nodes for p in n.PARAMS]
             raise OscArgError(f"no such node parameter, allowed one of {', '.join(params)}") from None
-        value = float(_number(args, 0, "value"))
+        value = self._clamped(address, float(_number(args, 0, "value")), lo, hi)
+        self.ring.push(when, Kind.PARAM, node, 0, index, 0, value)
+
+    def _clamped(self, address: str, value: float, lo: float, hi: float) -> float:
+        """``value`` (finite) clamped to lo..hi, with a line when it had to be."""
         if not lo <= value <= hi:
             self.log.report("osc-range", f"{address}: {value:g} outside {lo:g}..{hi:g}; clamped")
             value = min(max(value, lo), hi)
-        self.ring.push(when, Kind.PARAM, node, 0, index, 0, value)
+        return value
 
     def _transport(self, args: list, when: int) -> None:
         word = args[0] if args else None
