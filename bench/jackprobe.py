@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from engine.backends.jack import CycleClock
+from engine.backends.jack import CycleClock, RealtimeExit
 
 
 class JackProbe:
@@ -28,7 +28,7 @@ class JackProbe:
     """
 
     def __init__(self, name: str, midi_out: bool = False, midi_in: bool = False,
-                 audio_in: bool = False, capture_s: float = 30.0):
+                 audio_in: bool = False, capture_s: float = 30.0, count_xruns: bool = False):
         import jack
 
         self.client = jack.Client(name, no_start_server=True)
@@ -47,11 +47,14 @@ class JackProbe:
         self.cycle_clock = CycleClock(jack, self.client) if audio_in else None
         self.cycle = threading.Event()
         self.xruns = 0  # JACK reports every xrun of the server to every client
-        self.client.set_xrun_callback(self._xrun)
+        if count_xruns:  # Python on JACK's notification thread: only where a figure needs it
+            self.client.set_xrun_callback(self._xrun)
         self.client.set_process_callback(self._process)
-        self.client.activate()
+        self.realtime = RealtimeExit(jack, self.client)
+        self.realtime.activate()
 
     def _process(self, frames: int) -> None:
+        self.realtime.check()
         woke = time.monotonic()
         now = self.client.last_frame_time
         if self.midi_out is not None:
@@ -90,8 +93,7 @@ class JackProbe:
         self.client.connect(src, dst)
 
     def close(self) -> None:
-        self.client.deactivate()
-        self.client.close()
+        self.realtime.close()
 
 
 def onsets(x: np.ndarray, threshold: float = 0.01, gap: int = 480) -> np.ndarray:

@@ -238,7 +238,7 @@ def measure(period: int, quick: bool, workdir: Path) -> tuple[dict, dict]:
     engine = None
     try:
         # the server with only the capture client first, to tell the machine's xruns from the engine's
-        capture = JackProbe("capture", audio_in=True, capture_s=hold_s + 180)
+        capture = JackProbe("capture", audio_in=True, capture_s=hold_s + 180, count_xruns=True)
         probes.append(capture)
         time.sleep(baseline_s)
         baseline_xruns = capture.xruns

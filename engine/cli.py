@@ -87,6 +87,7 @@ def play(patch_name, backend: str | None, seconds: float | None, record: Path | 
     from engine.audio_io import write_wav
     from engine.backends import backend_class, pick_live_backend
     from engine.control import ControlLayer, realtime_mode
+    from engine.control.log import ErrorLog, capture_logging, release_logging
 
     name = backend or pick_live_backend()
     cls = backend_class(name)
@@ -102,20 +103,22 @@ def play(patch_name, backend: str | None, seconds: float | None, record: Path | 
         print(f"cadenza: playing {engine.patch.name} on {name} at {engine.sample_rate} Hz, "
               f"{engine.block} frames ({engine.period_s * 1e3:.2f} ms)"
               + ("" if seconds else " — Ctrl-C stops"), file=sys.stderr)
-        layer = ControlLayer(engine, live, control)
+        log = ErrorLog(engine.stats)
+        layer = ControlLayer(engine, live, control, log)
 
         def tick() -> None:  # the control layer refreshes the line (and answers /cadenza/status with it)
             if status and layer.status:
-                print("\r" + layer.status, end="", file=sys.stderr, flush=True)
+                log.console.status(layer.status)
 
+        handler = capture_logging(log)  # python-osc and friends go through the same rate limiter
         try:
             with realtime_mode(), layer:
                 live.run(seconds, on_tick=tick)
         except KeyboardInterrupt:
             pass
         finally:
-            if status:
-                print(file=sys.stderr)
+            log.console.end_status()
+            release_logging(handler)
         if record is not None:
             write_wav(record, live.recording(), engine.sample_rate)
             print(f"cadenza: recorded {live.recording().shape[1] / engine.sample_rate:.1f} s to {record}",
@@ -145,7 +148,16 @@ def cmd_render(args) -> int:
 
 def cmd_play(args) -> int:
     from engine.control import ControlOptions
+    from engine.hostport import parse_hostport
 
+    checks = [("--osc-send", target, False) for target in args.osc_send]
+    if args.osc_host is not None or args.osc_port is not None:
+        checks.append(("--osc-host/--osc-port", f"{args.osc_host or '127.0.0.1'}:{args.osc_port or 8000}", True))
+    for flag, address, listen in checks:
+        try:
+            parse_hostport(address, 9000, listen=listen)
+        except ValueError as exc:
+            raise UserError(f"{flag}: {exc}") from None
     control = ControlOptions(osc=not args.no_osc, osc_host=args.osc_host, osc_port=args.osc_port,
                              osc_send=args.osc_send, midi=not args.no_midi, midi_in=args.midi_in,
                              midi_out=args.midi_out, clock_out=True if args.midi_clock else None)

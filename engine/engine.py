@@ -203,6 +203,8 @@ class Engine:
         np.multiply(old, np.cos(theta, out=gain), out=out)
         np.multiply(incoming, np.sin(theta, out=gain), out=self._fade_in)
         out += self._fade_in
+        ceiling = self.graph.safety.ceiling  # correlated graphs sum to +3 dB mid-fade: still never past it
+        np.clip(out, -ceiling, ceiling, out=out)
         self._fade_pos += 1
         if self._fade_pos >= self._fade_len:
             self._fading = None

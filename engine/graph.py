@@ -115,16 +115,21 @@ class Graph:
     def _warm_up(self) -> None:
         """Run 20 ms of silent blocks with emits dropped, then reset: kernels compile here, not on
         stage (20 ms spans every node's control frame, so frame-rate paths compile too)."""
-        emit_outbound, defer = self._emit_outbound, self._defer
+        emit_outbound, defer, faults = self._emit_outbound, self._defer, self.faults
         self._emit_outbound = self._defer = _drop_event
+        self.faults = Faults()  # a node that fails here fails the load, not the stage
         try:
             for b in range(max(2, -(-self.sample_rate // 50 // self.block))):
                 self.process(b * self.block, None)
         finally:
+            warm_up_faults, self.faults = self.faults, faults
             self._emit_outbound, self._defer = emit_outbound, defer
             for io in self.ios:
                 io.inbox.clear()
             self.reset()
+        if warm_up_faults.count:
+            text = warm_up_faults.describe().split(";")[0]
+            raise PatchError(f"{self.patch.path}: {text} while warming up, allowed a node that runs")
 
     # -- construction ---------------------------------------------------------------
 

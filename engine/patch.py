@@ -129,10 +129,10 @@ def read_patch_text(path: Path) -> str:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise PatchError(f"{path}: cannot open the patch ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise PatchError(f"{path}: not a regular file, allowed a .toml patch file")
     with os.fdopen(fd, "rb") as file:
-        info = os.fstat(file.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise PatchError(f"{path}: not a regular file, allowed a .toml patch file")
         data = file.read(MAX_PATCH_BYTES + 1)
     if len(data) > MAX_PATCH_BYTES:
         raise PatchError(f"{path}: larger than {MAX_PATCH_BYTES // 1024} KiB, allowed a patch file up to that")

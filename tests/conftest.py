@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import faulthandler
 import itertools
 import os
+import sys
 import shutil
 import subprocess
 import time
@@ -12,6 +14,19 @@ import pytest
 
 os.environ.setdefault("JACK_NO_START_SERVER", "1")
 _counter = itertools.count()
+HARD_TIMEOUT_S = 420  # past pytest-timeout's 300 s: for a hang that holds (or lost) the GIL
+
+
+@pytest.fixture(autouse=True)
+def hang_watchdog():
+    """Dump every thread's stack and end the run if one test hangs, even with the GIL lost.
+
+    faulthandler's watchdog is a C thread that needs no GIL, so it also fires when a
+    thread cancelled inside Python has taken the GIL with it (pytest-timeout cannot).
+    """
+    faulthandler.dump_traceback_later(HARD_TIMEOUT_S, exit=True, file=sys.stderr)
+    yield
+    faulthandler.cancel_dump_traceback_later()
 
 
 class JackServer:

@@ -93,6 +93,69 @@ class CycleClock:
         return self._est
 
 
+class RealtimeExit:
+    """Ends a Python JACK client's realtime thread from inside its own process callback.
+
+    Call ``check()`` first thing in the callback. ``stop()`` (any other thread) asks
+    the callback to raise ``jack.CallbackExit`` — libjack then deactivates the client
+    from that thread and lets it exit on its own — and waits until the kernel shows
+    the thread gone (``/proc/self/task/<tid>``). ``close()`` closes the client after
+    that, so ``jack_client_close`` never cancels a thread inside Python. A thread
+    that never comes back (a stalled server) is left to the process exit: the
+    client is detached rather than cancelled, and ``stop()`` returns False.
+    """
+
+    def __init__(self, jack, client, timeout_s: float = STOP_TIMEOUT_S):
+        self._jack = jack
+        self.client = client
+        self.timeout_s = timeout_s
+        self._requested = False
+        self._acknowledged = threading.Event()
+        self._tid = 0
+        self.active = False
+
+    def activate(self) -> None:
+        self._requested = False
+        self._acknowledged.clear()
+        self.client.activate()
+        self.active = True
+
+    def check(self) -> None:
+        """Realtime thread: leave now if a stop was asked for."""
+        if self._requested:
+            self._tid = threading.get_native_id()
+            self._acknowledged.set()
+            raise self._jack.CallbackExit
+
+    def stop(self) -> bool:
+        """Let the realtime thread end itself; True once it is provably gone (or never ran)."""
+        if not self.active:
+            return True
+        self._requested = True
+        deadline = time.monotonic() + self.timeout_s
+        if self._acknowledged.wait(self.timeout_s):
+            task = f"/proc/self/task/{self._tid}"
+            while os.path.exists(task) and time.monotonic() < deadline:
+                time.sleep(0.001)
+            if not os.path.exists(task):
+                self.active = False
+                return True
+        self.client._ptr = self._jack._ffi.NULL  # detached: neither close() nor __del__ may cancel it now
+        self.active = False
+        return False
+
+    def close(self) -> bool:
+        """``stop()``, then close the client. Returns what ``stop()`` did."""
+        gone = self.stop()
+        self.client.close()
+        return gone
+
+    def abandon(self) -> None:
+        """The server died (its thread ended on its own): forget the client, close nothing."""
+        self.active = False
+        self.client._ptr = self._jack._ffi.NULL
+
+
 class JackBackend(LiveBackend):
     """Plays ``engine`` as JACK client ``cadenza``.
 
@@ -155,7 +218,6 @@ class JackBackend(LiveBackend):
         self.outports = [client.outports.register(p) for p in ("out_L", "out_R")]
         self.midi_in = client.midi_inports.register("midi_in")
         self.midi_out = client.midi_outports.register("midi_out")
-        self._jack = jack
         self.parser = MidiParser()
         self.ring = engine.input_ring()
         self.midi_clock = None  # set by the control layer when clock out is on
@@ -172,21 +234,15 @@ class JackBackend(LiveBackend):
         self._ports_connected = False  # MIDI clock waits for it, so Start reaches the connected ports
         self._want_midi: tuple[str | None, str | None] = (None, None)
         self._stop = threading.Event()
-        self._exit = False  # asks the process callback to end the realtime thread
-        self._rt_exited = threading.Event()
-        self._rt_tid = 0  # the realtime thread's kernel id, once it has said goodbye
+        self.realtime = RealtimeExit(jack, client)
         self._next_frame: int | None = None
-        self._active = False
         client.set_process_callback(self._process)
         client.set_shutdown_callback(self._shutdown)
 
     # -- callbacks (JACK threads) ----------------------------------------------------------
 
     def _process(self, frames: int) -> None:
-        if self._exit:
-            self._rt_tid = threading.get_native_id()
-            self._rt_exited.set()
-            raise self._jack.CallbackExit  # libjack deactivates us and ends this thread itself
+        self.realtime.check()
         try:
             self._run_cycle(frames)
         except Exception as exc:  # never let a bug end the audio: this cycle is silent, counted
@@ -270,7 +326,7 @@ class JackBackend(LiveBackend):
 
     def _poll_midi_sources(self) -> None:
         """Control thread: a source leaving ``midi_in`` may leave the parser mid-message."""
-        if not self._active or self.dead is not None:
+        if not self.realtime.active or self.dead is not None:
             return
         n = len(self.client.get_all_connections(self.midi_in))
         if n < self._midi_sources:
@@ -335,10 +391,7 @@ class JackBackend(LiveBackend):
         if self.recorder is not None:
             self.recorder.start()
         prime(self.engine)
-        self._exit = False
-        self._rt_exited.clear()
-        self.client.activate()
-        self._active = True
+        self.realtime.activate()
         self._connect_ports()
         self._ports_connected = True
         try:
@@ -348,7 +401,9 @@ class JackBackend(LiveBackend):
                 if self.midi_clock is not None and self.midi_clock.running:
                     self.midi_clock.stop()  # Stop goes out in the next cycles, before we leave the graph
                     time.sleep(3 * self.client.blocksize / self.client.samplerate + 0.01)
-                self._end_realtime_thread()
+                self._stop_realtime()
+            else:
+                self.realtime.abandon()
             if self.recorder is not None:
                 self.recorder.stop()
             if self.dead is not None:
@@ -356,29 +411,15 @@ class JackBackend(LiveBackend):
                                      f"{self.recorder.audio().shape[1] / self.engine.sample_rate if self.recorder else 0:.1f} s "
                                      "recorded so far are kept")
 
-    def _end_realtime_thread(self) -> None:
-        """Let the realtime thread end itself, and wait until the kernel shows it gone."""
-        if not self._active:
-            return
-        self._exit = True
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        gone = False
-        if self._rt_exited.wait(STOP_TIMEOUT_S):
-            task = f"/proc/self/task/{self._rt_tid}"
-            while time.monotonic() < deadline and os.path.exists(task):
-                time.sleep(0.001)
-            gone = not os.path.exists(task)
-        if gone or self.dead is not None:
-            self._active = False
-            return
-        # The thread never came back (a stalled server): cancelling it now could strand the GIL.
-        # Leave the client to the process's exit instead of risking a hang.
-        self._report("jack", f"the JACK realtime thread did not stop within {STOP_TIMEOUT_S:g} s; "
-                             "left to the process exit")
-        self.client._ptr = self._jack._ffi.NULL  # so neither close() nor __del__ cancels it later
+    def _stop_realtime(self) -> None:
+        if not self.realtime.stop():
+            self._report("jack", f"the JACK realtime thread did not stop within {STOP_TIMEOUT_S:g} s; "
+                                 "its client is left to the process exit")
 
     def close(self) -> None:
         """Close the client, once its realtime thread is provably gone (never cancelled in Python)."""
         if self.dead is None:
-            self._end_realtime_thread()
+            self._stop_realtime()
             self.client.close()
+        else:
+            self.realtime.abandon()

@@ -93,6 +93,13 @@ class PortAudioBackend(LiveBackend):
             engine.scheduling_delay = engine.block + round(latency_s * engine.sample_rate)
 
     def _callback(self, indata, outdata, frames, time_info, status) -> None:
+        try:
+            self._fill(indata, outdata, frames, status)
+        except Exception as exc:  # sounddevice would end the stream: this buffer is silent, counted
+            self.engine.faults.record("portaudio callback", exc)
+            outdata.fill(0.0)
+
+    def _fill(self, indata, outdata, frames, status) -> None:
         engine = self.engine
         block = engine.block
         if status.output_underflow or status.input_overflow:

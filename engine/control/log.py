@@ -31,9 +31,13 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def one_line(text: str, limit: int = MAX_LINE) -> str:
-    """``text`` as one printable line of at most ``limit`` characters."""
+    """``text`` as one printable line of at most ``limit`` characters (cut in the middle,
+    so both what went wrong and what happens next stay readable)."""
     text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) * 2 // 3
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head):]
 
 
 class Console:
@@ -88,10 +92,14 @@ class ErrorLog:
         self._window = (0.0, 0)  # (start, lines printed in it), for the burst cap
         self._lock = threading.Lock()  # control threads only; the audio thread never reports
 
-    def report(self, kind: str, message: str, n: int = 1) -> None:
-        """Count ``n`` problems of ``kind``; print ``message`` unless this fault was printed lately."""
+    def report(self, kind: str, message: str, n: int = 1, shape: str | None = None) -> None:
+        """Count ``n`` problems of ``kind``; print ``message`` unless this fault was printed lately.
+
+        ``shape`` names the fault when its message alone would not (default: the message
+        with numbers and quoted values blanked).
+        """
         now = time.monotonic()
-        key = (kind, _SHAPE.sub("#", message[:MAX_LINE]))
+        key = (kind, shape if shape is not None else _SHAPE.sub("#", message[:MAX_LINE]))
         with self._lock:
             self.counts[kind] = self.counts.get(kind, 0) + n
             if self.stats is not None:
@@ -137,7 +145,9 @@ class _ToErrorLog(logging.Handler):
             text = record.getMessage()
         except Exception:  # a library's bad format string must not break logging
             text = str(record.msg)
-        self.log.report(record.name if record.name != "root" else "log", text)
+        # a library's message template (or, pre-formatted, its words before a colon) names the fault
+        shape = str(record.msg) if record.args else text.split(":")[0][:80]
+        self.log.report(record.name if record.name != "root" else "log", text, shape=shape)
 
 
 def capture_logging(log: ErrorLog) -> logging.Handler:

@@ -148,24 +148,30 @@ class OscIn:
             self.log.report("osc-malformed", f"{len(data)}-byte packet from {addr[0]}:{addr[1]} dropped ({exc})")
             return
         for tag, address, args in messages:
-            self.received += 1
-            if tag is None:
-                when = self.engine.stamp(arrival)
-            elif tag - wall > MAX_AHEAD_S:
-                self.log.report("osc-timetag", f"{address}: timetag {tag - wall:.1f} s ahead, "
-                                               f"allowed at most {MAX_AHEAD_S:g} s; dropped")
-                continue
-            elif tag < wall:
-                self.late += 1
-                when = arrival
-            else:  # one rounding from the block's anchor: sample-accurate
-                when = round(self.engine.sample_at(mono + (tag - wall)))
             try:
-                self.dispatch(address, args, when, addr)
+                self._apply(tag, address, args, arrival, mono, wall, addr)
             except OscArgError as exc:
                 self.log.report("osc-args", f"{address}: {exc}; dropped")
             except Exception as exc:  # a malformed message must never stop the thread
                 self.log.report("osc-error", f"{address}: {type(exc).__name__}: {exc}")
+            finally:
+                self.received += 1  # counted once handled, so a reader of it sees the event pushed
+
+    def _apply(self, tag: float | None, address: str, args: list, arrival: int, mono: float, wall: float,
+               addr) -> None:
+        """Stamp one message from its timetag (None: now) and dispatch it."""
+        if tag is None:
+            when = self.engine.stamp(arrival)
+        elif tag - wall > MAX_AHEAD_S:
+            self.log.report("osc-timetag", f"{address}: timetag {tag - wall:.1f} s ahead, "
+                                           f"allowed at most {MAX_AHEAD_S:g} s; dropped")
+            return
+        elif tag < wall:
+            self.late += 1
+            when = arrival
+        else:  # one rounding from the block's anchor: sample-accurate
+            when = round(self.engine.sample_at(mono + (tag - wall)))
+        self.dispatch(address, args, when, addr)
 
     # -- the address space ---------------------------------------------------------
 
