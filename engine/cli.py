@@ -176,8 +176,31 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def seconds(text: str, hi: float = 24 * 3600.0) -> float:
+    """An argparse type: a finite duration in seconds, 0 < s ≤ ``hi`` (a day)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"found {text!r}, allowed a number of seconds") from None
+    if not 0.0 < value <= hi:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"found {text!r}, allowed 0 < seconds <= {hi:g}")
+    return value
+
+
+def tail_seconds(text: str) -> float:
+    """--tail: 0 < s ≤ 10 minutes (what is rendered after the last event)."""
+    return seconds(text, 600.0)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what was wrong, where the help is) and exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cadenza", description="Real-time AI live-performance engine.")
+    parser = OneLineParser(prog="cadenza", description="Real-time AI live-performance engine.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("patches", help="list the patches with their descriptions")
@@ -188,7 +211,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--midi", type=Path, help="MIDI file to play")
     p.add_argument("--input", type=Path, help="audio file fed to the patch's input (resampled)")
     p.add_argument("--out", type=Path, required=True, help="output WAV")
-    p.add_argument("--tail", type=float, default=2.0, help="seconds rendered after the last event")
+    p.add_argument("--tail", type=tail_seconds, default=2.0, help="seconds rendered after the last event (≤ 600)")
     p.add_argument("--rate", type=int, help="sample rate, Hz (default: the patch's)")
     p.add_argument("--block", type=int, help="block size, frames (default: the patch's)")
     p.set_defaults(func=cmd_render)
@@ -197,7 +220,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("patch", nargs="?", help="patch file or name (default: patches/default.toml)")
     p.add_argument("--backend", choices=["jack", "portaudio", "null"], help="default: what exists")
     p.add_argument("--record", type=Path, help="keep a WAV of the performance")
-    p.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    p.add_argument("--seconds", type=seconds, help="stop after this long (default: until Ctrl-C)")
     p.add_argument("--rate", type=int, help="sample rate, Hz (default: JACK's, else the patch's)")
     p.add_argument("--block", type=int, help="block size, frames (default: JACK's period, else the patch's)")
     p.add_argument("--osc-host", help="OSC listen address (default 127.0.0.1; 0.0.0.0 opens it to the network)")
@@ -217,7 +240,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="play a scripted performance through the default patch")
     p.add_argument("--out", type=Path, default=Path("cadenza-demo.wav"), help="WAV to write")
     p.add_argument("--backend", choices=["jack", "portaudio", "null"], help="default: what exists")
-    p.add_argument("--seconds", type=float, default=16.0, help="length of the performance")
+    p.add_argument("--seconds", type=seconds, default=16.0, help="length of the performance")
     p.set_defaults(func=cmd_demo)
 
     for name, (module, help_text) in TOOLS.items():
@@ -231,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in TOOLS:  # a tool parses its own arguments
         module = importlib.import_module(TOOLS[argv[0]][0])
-        tool_parser = argparse.ArgumentParser(prog=f"cadenza {argv[0]}", description=TOOLS[argv[0]][1])
+        tool_parser = OneLineParser(prog=f"cadenza {argv[0]}", description=TOOLS[argv[0]][1])
         module.add_arguments(tool_parser)
         args = tool_parser.parse_args(argv[1:])
         run = module.run

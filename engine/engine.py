@@ -39,6 +39,7 @@ class Stats:
     events_in: int = 0
     events_out: int = 0
     errors: int = 0
+    swaps: int = 0  # patch swaps the audio thread has begun crossfading
 
 
 CROSSFADE_S = 0.02  # a patch swap fades old out and new in over this long (equal power)
@@ -105,10 +106,6 @@ class Engine:
             self._next_graph = graph
         return True
 
-    def swapping(self) -> bool:
-        """True while a swap waits for the audio thread or crossfades."""
-        return self._next_graph is not None or self._fading is not None
-
     def retired(self) -> list[Graph]:
         """Graphs the audio thread has let go of, for a control thread to ``close()``."""
         out = []
@@ -151,6 +148,7 @@ class Engine:
             self._fading, self.graph, self._next_graph = self.graph, self._next_graph, None
             self._fading.silence_events()  # its node indices mean other nodes in the new graph
             self._fade_pos = 0
+            self.stats.swaps += 1
         start = self.clock.sample_time
         # one numpy store, so a control thread never reads a half-updated anchor
         self._anchor[:] = (start, time.monotonic() if start_time is None else start_time)
@@ -243,6 +241,9 @@ class Engine:
             "events-dropped": (self.scheduler.dropped + sum(r.dropped for r in self.rings),
                                "{new} event(s) dropped: the scheduler (4096) or an input ring was full; "
                                "the farthest-future ones go first ({total} in all)"),
+            "inbox-dropped": (sum(io.inbox.dropped for io in self.graph.ios),
+                              "{new} event(s) for one node in one block dropped: its inbox (512) was full "
+                              "({total} in this patch)"),
             "outbound-dropped": (self.outbound.dropped, "{new} outgoing event(s) dropped: the out ring was "
                                                         "full ({total} in all)"),
             "audio-error": (self.faults.count, self.faults.describe()),

@@ -306,6 +306,23 @@ def test_patches_name_registered_types_only(tmp_path, capfd):
         parse_patch('[[node]]\nid = "p"\ntype = "synth"\ncutoff = nan\n', tmp_path / "x.toml")
 
 
+def test_an_installed_package_adds_node_types_through_its_entry_point(tmp_path, monkeypatch):
+    """A real (if tiny) installed distribution: its dist-info names the type; a built-in name stays built in."""
+    (tmp_path / "cadenza_hum.py").write_text(
+        "from engine.node import Node\n\n\nclass Hum(Node):\n    pass\n")
+    info = tmp_path / "cadenza_hum-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: cadenza-hum\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[cadenza.nodes]\nhum = cadenza_hum:Hum\nsynth = cadenza_hum:Hum\n"
+                                           "broken = cadenza_hum:Missing\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    patch = parse_patch('[[node]]\nid = "h"\ntype = "hum"\n', tmp_path / "p.toml")
+    assert patch.nodes[0].cls.__name__ == "Hum"
+    assert parse_patch('[[node]]\nid = "s"\ntype = "synth"\n', tmp_path / "p.toml").nodes[0].cls.__name__ == "PolySynth"
+    with pytest.raises(PatchError, match="node.b.type .*'cadenza_hum:Missing' failed to load"):
+        parse_patch('[[node]]\nid = "b"\ntype = "broken"\n', tmp_path / "p.toml")
+
+
 def test_play_refuses_a_bad_osc_target_in_one_line():
     proc = subprocess.run([sys.executable, "-m", "engine.cli", "play", "--backend", "null", "--seconds", "0.1",
                            "--osc-send", "127.0.0.1:99999"], cwd=REPO, capture_output=True, text=True, timeout=60)

@@ -134,6 +134,10 @@ class RealtimeExit:
         self._requested = True
         deadline = time.monotonic() + self.timeout_s
         if self._acknowledged.wait(self.timeout_s):
+            if not os.path.isdir("/proc/self/task"):  # no /proc (macOS): give its exit time instead
+                time.sleep(0.1)
+                self.active = False
+                return True
             task = f"/proc/self/task/{self._tid}"
             while os.path.exists(task) and time.monotonic() < deadline:
                 time.sleep(0.001)
