@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args.child, args.cycles, 0.02, args.patch)))
         return 0
     args.results.mkdir(parents=True, exist_ok=True)
-    patch_path = Path(tempfile.mkdtemp(prefix="cadenza-stopstart-")) / "synth.toml"
+    workdir = tempfile.TemporaryDirectory(prefix="cadenza-stopstart-")
+    patch_path = Path(workdir.name) / "synth.toml"
     patch_path.write_text(PATCH)
     server = PrivateServer(f"cadenza-stopstart-{os.getpid()}")
     rows = []
@@ -200,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
         server.release()
+        workdir.cleanup()
     (args.results / "stopstart.json").write_text(json.dumps(rows, indent=2))
     print("| mode | runs × cycles | cycles done | hangs | failures | close ms median (worst run) | close ms max |")
     print("|---|---|---|---|---|---|---|")
