@@ -176,20 +176,20 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def seconds(text: str, hi: float = 24 * 3600.0) -> float:
-    """An argparse type: a finite duration in seconds, 0 < s ≤ ``hi`` (a day)."""
+def seconds(text: str, hi: float = 24 * 3600.0, zero: bool = False) -> float:
+    """An argparse type: a finite duration in seconds, 0 < s ≤ ``hi`` (a day); 0 too if ``zero``."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"found {text!r}, allowed a number of seconds") from None
-    if not 0.0 < value <= hi:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"found {text!r}, allowed 0 < seconds <= {hi:g}")
+    if not (0.0 <= value if zero else 0.0 < value) or not value <= hi:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"found {text!r}, allowed {'0 <=' if zero else '0 <'} seconds <= {hi:g}")
     return value
 
 
 def tail_seconds(text: str) -> float:
-    """--tail: 0 < s ≤ 10 minutes (what is rendered after the last event)."""
-    return seconds(text, 600.0)
+    """--tail: 0 ≤ s ≤ 10 minutes (what is rendered after the last event)."""
+    return seconds(text, 600.0, zero=True)
 
 
 class OneLineParser(argparse.ArgumentParser):
