@@ -35,7 +35,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from bench.beat_data import SAMPLE_RATE, Clip, load_clips  # noqa: E402
+from cadenza.models.beat.data import SAMPLE_RATE, Clip, load_clips  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "beat.json"
 KINDS = ("steady", "change", "rubato", "no_drums", "syncopated", "noise")
@@ -46,7 +46,7 @@ QUICK_CLIPS = 12  # two of each kind
 
 
 def run_cadenza(audio: np.ndarray, sr: int, **options) -> dict:
-    from instruments.beat_cli import track
+    from cadenza.engine.cli.beats import track
 
     t0 = time.perf_counter()
     result = track(audio, sr, 128, **options)
@@ -202,7 +202,7 @@ TUNE_GRID = {
 
 def tune(clips: list[Clip], rounds: int = 1) -> dict:
     """Coordinate search of the tracker's options on the tune split: maximise mean F (+ min F / 2)."""
-    from instruments.beat import BeatTracker
+    from cadenza.instruments.listeners.beat import BeatTracker
 
     best = {k: BeatTracker.OPTIONS[k].default for k in TUNE_GRID}
 

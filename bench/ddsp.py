@@ -1,7 +1,7 @@
 """DDSP voice benchmark: ``python -m bench.ddsp [--quick]`` → ``bench/results/ddsp.json`` + a table.
 
 Per trained instrument (``models/ddsp/<name>.pt``), on held-out rendered
-phrases (chorales never used in training, :func:`models.ddsp.data.split_of`):
+phrases (chorales never used in training, :func:`cadenza.models.ddsp.data.split_of`):
 
 * ``spectral_distance`` — multi-scale spectral distance (the training loss:
   Σ over FFT sizes 2048…64 of mean |ΔS| + mean |Δlog S|) between the decoder's
@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from instruments.ddsp_kernels import noise_matrix, taper_hz
-from models.ddsp import data, features
-from models.ddsp import synth_torch as st
-from models.ddsp.model import load, multiscale_spectral_loss, render
-from models.ddsp.train import prepared
+from cadenza.engine.dsp.ddsp import noise_matrix, taper_hz
+from cadenza.models.ddsp import data, features
+from cadenza.models.ddsp import synth_torch as st
+from cadenza.models.ddsp.model import load, multiscale_spectral_loss, render
+from cadenza.models.ddsp.train import prepared
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "ddsp.json"
@@ -144,9 +144,9 @@ def score_instrument(name: str, quick: bool) -> dict:
 
 def voice_timing(model: str, blocks: int) -> dict:
     """p50 / p99 µs per 128-frame block at 48 kHz of the tone-transfer voice, voiced input."""
-    from engine.events import Inbox
-    from engine.node import Context, NodeIO
-    from instruments.ddsp import DDSPVoice
+    from cadenza.engine.events import Inbox
+    from cadenza.engine.node import Context, NodeIO
+    from cadenza.instruments.voices.ddsp import DDSPVoice
 
     torch.set_num_threads(1)
     sr, block = 48000, 128
@@ -223,8 +223,8 @@ def _flips(x: np.ndarray, sr: int, t_expected: np.ndarray) -> np.ndarray:
 
 def tone_transfer_delay(patch: str) -> float:
     """Median delay (ms) between input pitch steps and output pitch steps through ``patch``."""
-    from engine.backends.offline import OfflineBackend
-    from engine.cli import build_engine
+    from cadenza.engine.backends.offline import OfflineBackend
+    from cadenza.engine.cli import build_engine
 
     engine = build_engine(patch)
     try:
@@ -247,7 +247,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     names = [n for n in ("violin", "flute", "cello") if (WEIGHTS / f"{n}.pt").exists()]
     if not names:
-        raise SystemExit("no trained DDSP model in models/ddsp (python -m models.ddsp.train --instrument violin)")
+        raise SystemExit("no trained DDSP model in models/ddsp (python -m cadenza.models.ddsp.train --instrument violin)")
     result = {"instruments": {n: score_instrument(n, args.quick) for n in names},
               "voice_us": voice_timing(names[0], 2000 if args.quick else 10000),
               "tone_transfer_delay_ms": tone_transfer_delay(str(ROOT / "patches" / f"tone_transfer_{names[0]}.toml")),

@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.genie import data
-from models.genie.model import START, load
+from cadenza.models.genie import data
+from cadenza.models.genie.model import START, load
 
 HERE = Path(__file__).resolve().parent
 WEIGHTS = HERE.parent / "models" / "genie"
@@ -154,7 +154,7 @@ def time_presses(decoder, buttons, dts) -> np.ndarray:
 def step_latency(weights: Path, presses: int) -> tuple[dict, dict]:
     """The live step (numba) on one thread, at real-time priority where allowed (as on the
     audio thread) and at normal priority; torch eager step on CPU and, if present, CUDA (µs)."""
-    from instruments.genie import load_decoder
+    from cadenza.instruments.generators.genie import load_decoder
 
     torch.set_num_threads(1)
     decoder = load_decoder(weights)

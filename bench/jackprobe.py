@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from engine.backends.jack import CycleClock, RealtimeExit
+from cadenza.engine.backends.jack import CycleClock, RealtimeExit
 
 
 class JackProbe:
@@ -108,10 +108,10 @@ def onsets(x: np.ndarray, threshold: float = 0.01, gap: int = 480) -> np.ndarray
 
 def onset_delay(patch_path) -> int:
     """Frames from a note-on to where ``onsets`` sees it, rendered offline with the same patch."""
-    from engine.backends.offline import OfflineBackend
-    from engine.engine import Engine
-    from engine.events import Kind, make_events
-    from engine.patch import load_patch
+    from cadenza.engine.backends.offline import OfflineBackend
+    from cadenza.engine.engine import Engine
+    from cadenza.engine.events import Kind, make_events
+    from cadenza.engine.patch import load_patch
 
     engine = Engine(load_patch(patch_path))
     ev = make_events(1)

@@ -125,8 +125,8 @@ def send_osc(port: int, count: int, timetag: bool) -> None:
 
 def run_engine(patch: str, stats_path: str) -> None:
     """Child: ``cadenza play`` on JACK until SIGINT, then the engine's counters as JSON."""
-    from engine.cli import play
-    from engine.control import ControlOptions
+    from cadenza.engine.cli import play
+    from cadenza.engine.control import ControlOptions
 
     seen = {}
     play(patch, "jack", None, None, script=lambda e: seen.setdefault("engine", e), status=False,

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.demo import chorale_messages
-from engine.engine import Engine
-from engine.midi import midi_to_events
-from engine.patch import PATCH_DIR, load_patch
+from cadenza.engine.cli.demo import chorale_messages
+from cadenza.engine.engine import Engine
+from cadenza.engine.midi import midi_to_events
+from cadenza.engine.patch import PATCH_DIR, load_patch
 
 RESULTS = Path(__file__).resolve().parent / "results" / "load.json"
 SAMPLE_RATE = 48000

@@ -51,7 +51,7 @@ def _busy(stop: threading.Event) -> None:
 
 
 def _osc_sender(port: int, stop: threading.Event) -> None:
-    from engine.control.osc import build_message
+    from cadenza.engine.control.osc import build_message
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     on, off = build_message("/cadenza/note", [60, 100]), build_message("/cadenza/note", [60, 0])
@@ -64,10 +64,10 @@ def _osc_sender(port: int, stop: threading.Event) -> None:
 
 def child(mode: str, cycles: int, play_s: float, patch_path: Path) -> dict:
     """Run in the child process: the cycles of one mode; returns figures."""
-    from engine.backends import backend_class
-    from engine.control import ControlLayer, ControlOptions
-    from engine.engine import Engine
-    from engine.patch import load_patch
+    from cadenza.engine.backends import backend_class
+    from cadenza.engine.control import ControlLayer, ControlOptions
+    from cadenza.engine.engine import Engine
+    from cadenza.engine.patch import load_patch
 
     cls = backend_class("portaudio" if mode == "portaudio" else "jack")
     engine = Engine(load_patch(patch_path), 48000, 128)

@@ -40,14 +40,14 @@ import numpy as np
 import torch
 from scipy.signal import resample_poly
 
-from engine.events import EVENT_DTYPE, Inbox, Kind
-from engine.node import Context, NodeIO
-from instruments.harmonizer import Harmonizer
-from instruments.synth import PolySynth
-from instruments.vocoder import ChannelVocoder
-from models.vocoder import data
-from models.vocoder import features as F
-from models.vocoder.train import spectral_loss
+from cadenza.engine.events import EVENT_DTYPE, Inbox, Kind
+from cadenza.engine.node import Context, NodeIO
+from cadenza.instruments.voices.harmonizer import Harmonizer
+from cadenza.instruments.voices.synth import PolySynth
+from cadenza.instruments.voices.vocoder import ChannelVocoder
+from cadenza.models.vocoder import data
+from cadenza.models.vocoder import features as F
+from cadenza.models.vocoder.train import spectral_loss
 
 RESULTS = Path(__file__).resolve().parent / "results" / "vocoder.json"
 LOCK = "/tmp/cadenza-bench.lock"  # shared by the benchmarks that time things
@@ -172,7 +172,7 @@ def chord_carrier(seconds: float) -> np.ndarray:
 
 def pyo_vocoder_times(modulator: np.ndarray, carrier: np.ndarray) -> np.ndarray:
     """µs per block of pyo's Vocoder (20 stages, 100 Hz … 10 kHz) on the same signals."""
-    from engine.fx import PyoServer
+    from cadenza.instruments.effects.pyo_rack import PyoServer
 
     host = PyoServer(LIVE_SR, BLOCK)
     with host.current() as pyo:

@@ -10,7 +10,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from engine.errors import CadenzaError
+from cadenza.engine.errors import CadenzaError
 
 
 MIN_RATE, MAX_RATE = 4000, 768000  # sample rates accepted in a sound file, Hz

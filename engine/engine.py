@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.clock import Clock
-from engine.events import BROADCAST, ENGINE, EventRing, Kind, Scheduler, warm_up_kernels
-from engine.graph import OUT_CHANNELS, Faults, Graph
-from engine.midi import MidiMap
-from engine.patch import Patch
+from cadenza.engine.clock import Clock
+from cadenza.engine.events import BROADCAST, ENGINE, EventRing, Kind, Scheduler, warm_up_kernels
+from cadenza.engine.graph import OUT_CHANNELS, Faults, Graph
+from cadenza.engine.midi import MidiMap
+from cadenza.engine.patch import Patch
 
 
 @dataclass

@@ -12,11 +12,11 @@ import math
 import numpy as np
 from numba import njit
 
-from engine.clock import Clock
-from engine.events import BROADCAST, OUTBOUND, Inbox, Kind
-from engine.node import Context, Node, NodeIO
-from engine.patch import Patch, PatchError
-from engine.safety import Safety
+from cadenza.engine.clock import Clock
+from cadenza.engine.events import BROADCAST, OUTBOUND, Inbox, Kind
+from cadenza.engine.node import Context, Node, NodeIO
+from cadenza.engine.patch import Patch, PatchError
+from cadenza.engine.safety import Safety
 
 OUT_CHANNELS = 2
 # Event kinds whose copies leave the engine (OSC / MIDI out) when a node emits them.

@@ -12,8 +12,8 @@ import mido
 from mido.midifiles.meta import KeySignatureError
 import numpy as np
 
-from engine.errors import CadenzaError
-from engine.events import BROADCAST, Kind, make_events
+from cadenza.engine.errors import CadenzaError
+from cadenza.engine.events import BROADCAST, Kind, make_events
 
 SUSTAIN_CC = 64
 PANIC_CCS = (120, 123)  # all sound off, all notes off

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from engine.events import OUTBOUND, Inbox
+from cadenza.engine.events import OUTBOUND, Inbox
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import CadenzaError
-from engine.hostport import parse_hostport
-from engine.node import Option
-from engine.registry import node_class
+from cadenza.engine.errors import CadenzaError
+from cadenza.engine.hostport import parse_hostport
+from cadenza.engine.node import Option
+from cadenza.engine.registry import node_class
 
 PATCH_DIR = Path(__file__).resolve().parent.parent / "patches"
 DEFAULT_PATCH = PATCH_DIR / "default.toml"

@@ -17,16 +17,16 @@ from importlib.metadata import entry_points
 ENTRY_POINT_GROUP = "cadenza.nodes"
 
 NODE_TYPES: dict[str, str] = {
-    "beat": "instruments.beat:BeatTracker",
-    "pitch": "instruments.pitch:PitchListener",
-    "ddsp": "instruments.ddsp:DDSPVoice",
-    "synth": "instruments.synth:PolySynth",
-    "genie": "instruments.genie:GenieNode",
-    "soundfont": "instruments.soundfont:SoundFontVoice",
-    "pyo_rack": "engine.fx:PyoRack",
-    "safety": "engine.safety:Safety",
-    "vocoder": "instruments.vocoder:ChannelVocoder",
-    "harmonizer": "instruments.harmonizer:Harmonizer",
+    "beat": "cadenza.instruments.listeners.beat:BeatTracker",
+    "pitch": "cadenza.instruments.listeners.pitch:PitchListener",
+    "ddsp": "cadenza.instruments.voices.ddsp:DDSPVoice",
+    "synth": "cadenza.instruments.voices.synth:PolySynth",
+    "genie": "cadenza.instruments.generators.genie:GenieNode",
+    "soundfont": "cadenza.instruments.voices.soundfont:SoundFontVoice",
+    "pyo_rack": "cadenza.instruments.effects.pyo_rack:PyoRack",
+    "safety": "cadenza.engine.safety:Safety",
+    "vocoder": "cadenza.instruments.voices.vocoder:ChannelVocoder",
+    "harmonizer": "cadenza.instruments.voices.harmonizer:Harmonizer",
 }
 _REGISTERED: dict[str, type] = {}
 

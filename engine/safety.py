@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import njit
 
-from engine.node import Node, Option
+from cadenza.engine.node import Node, Option
 
 DC_CUTOFF_HZ = 5.0
 RELEASE_S = 0.15

@@ -1,0 +1,1 @@
+"""What listens, plays and sounds: listeners, generators, voices and effects, each a node type."""

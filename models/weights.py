@@ -15,7 +15,7 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
-from engine.errors import ModelError
+from cadenza.engine.errors import ModelError
 
 _SHA_LINE = re.compile(r"([0-9a-f]{64}) [ *](.+)\n?")
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.engine import Engine
-from engine.patch import parse_patch
+from cadenza.engine.engine import Engine
+from cadenza.engine.patch import parse_patch
 
 
 def engine_from_toml(text: str, tmp_path: Path | None = None, **kwargs) -> Engine:

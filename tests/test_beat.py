@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from engine.backends.offline import OfflineBackend
-from engine.cli import main as cadenza
-from engine.events import Kind
-from instruments.beat_cli import track
+from cadenza.engine.backends.offline import OfflineBackend
+from cadenza.engine.cli import main as cadenza
+from cadenza.engine.events import Kind
+from cadenza.engine.cli.beats import track
 from tests.helpers import engine_from_toml
 
 SR = 48000
@@ -97,7 +97,7 @@ input = "adc"
 
 
 def test_file_tool_and_engine_agree_exactly(tmp_path, capsys, clicks120):
-    from engine.audio_io import write_wav
+    from cadenza.engine.audio_io import write_wav
 
     x, _ = clicks120
     wav = tmp_path / "clicks.wav"
@@ -105,7 +105,7 @@ def test_file_tool_and_engine_agree_exactly(tmp_path, capsys, clicks120):
     assert cadenza(["beats", str(wav), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
 
-    from engine.audio_io import read_audio
+    from cadenza.engine.audio_io import read_audio
 
     audio = read_audio(wav, SR)  # the same 24-bit samples the tool read
     engine = engine_from_toml(PATCH, tmp_path, sample_rate=SR, block=128)
@@ -130,10 +130,10 @@ def test_beats_tool_rejects_a_missing_file(tmp_path, capsys):
 def test_numba_onset_network_agrees_with_torch(tmp_path):
     import torch
 
-    from instruments import beat_kernels as bk
-    from instruments.beat import N_GROUPS, load_onset_net
-    from models.beat.train import OnsetNet
-    from models.weights import save_weights
+    from cadenza.instruments.listeners import beat_kernels as bk
+    from cadenza.instruments.listeners.beat import N_GROUPS, load_onset_net
+    from cadenza.models.beat.train import OnsetNet
+    from cadenza.models.weights import save_weights
 
     torch.manual_seed(0)
     net = OnsetNet(hidden=12).double()

@@ -9,7 +9,7 @@ import soundfile as sf
 
 
 def cadenza(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "cadenza.engine.cli", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout)
 
 

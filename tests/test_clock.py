@@ -1,7 +1,7 @@
 import numpy as np
 
-from engine.clock import Clock
-from engine.events import ENGINE, Kind
+from cadenza.engine.clock import Clock
+from cadenza.engine.events import ENGINE, Kind
 
 
 def test_beats_and_bars_at_steady_tempo():

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from instruments.ddsp_kernels import (fill_noise, harmonic_amplitudes, harmonic_render, noise_matrix,
+from cadenza.engine.dsp.ddsp import (fill_noise, harmonic_amplitudes, harmonic_render, noise_matrix,
                                       noise_render, taper_hz)
-from models.ddsp import synth_torch as st
+from cadenza.models.ddsp import synth_torch as st
 
 
 def _render_kernels(f0, amps, mags, noise, hop, sr, max_hz, mat):
@@ -101,11 +101,11 @@ def test_noise_stays_in_its_bands():
 
 from pathlib import Path  # noqa: E402
 
-from engine.events import Inbox, Kind, make_events  # noqa: E402
-from engine.node import Context, NodeIO  # noqa: E402
-from instruments.ddsp import DDSPVoice, NumbaDecoder, decoder_step  # noqa: E402
-from instruments.pitch import PitchTracker  # noqa: E402
-from models.ddsp.model import load, scale_inputs  # noqa: E402
+from cadenza.engine.events import Inbox, Kind, make_events  # noqa: E402
+from cadenza.engine.node import Context, NodeIO  # noqa: E402
+from cadenza.instruments.voices.ddsp import DDSPVoice, NumbaDecoder, decoder_step  # noqa: E402
+from cadenza.instruments.listeners.pitch import PitchTracker  # noqa: E402
+from cadenza.models.ddsp.model import load, scale_inputs  # noqa: E402
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "ddsp" / "violin.pt"
 SR, BLOCK = 48000, 128
@@ -244,7 +244,7 @@ def test_notes_play_at_their_pitch_and_stop():
 
 
 def test_numba_training_basis_equals_torch_basis():
-    from instruments.ddsp_kernels import harmonic_basis
+    from cadenza.engine.dsp.ddsp import harmonic_basis
 
     f0 = np.geomspace(80.0, 2500.0, 30).astype(np.float32)
     f0[4] = 0.0
@@ -255,7 +255,7 @@ def test_numba_training_basis_equals_torch_basis():
 
 
 def test_tone_transfer_patch_renders_offline(tmp_path):
-    from engine.cli import render
+    from cadenza.engine.cli import render
 
     voice = _sung_vowel(np.repeat([196.0, 262.0], SR // 4), SR)
     import soundfile as sf

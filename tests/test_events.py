@@ -1,6 +1,6 @@
 import numpy as np
 
-from engine.events import EVENT_DTYPE, EventRing, Inbox, Kind, Scheduler
+from cadenza.engine.events import EVENT_DTYPE, EventRing, Inbox, Kind, Scheduler
 
 
 def test_ring_is_fifo_and_counts_overflow():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from engine.backends.offline import OfflineBackend
+from cadenza.engine.backends.offline import OfflineBackend
 from tests.helpers import engine_from_toml
 
 SR = 48000

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from engine.backends.offline import OfflineBackend
-from engine.cli import UserError, build_engine, main
-from engine.errors import ModelError
-from engine.events import EVENT_DTYPE, Kind
-from engine.node import Context
-from instruments.genie import DEFAULT_WEIGHTS, GenieNode, load_decoder, scale_mask
-from models.genie import data
-from models.genie.model import START, Genie, GenieConfig, load
-from models.genie.numba_step import NumbaDecoder
+from cadenza.engine.backends.offline import OfflineBackend
+from cadenza.engine.cli import UserError, build_engine, main
+from cadenza.engine.errors import ModelError
+from cadenza.engine.events import EVENT_DTYPE, Kind
+from cadenza.engine.node import Context
+from cadenza.instruments.generators.genie import DEFAULT_WEIGHTS, GenieNode, load_decoder, scale_mask
+from cadenza.models.genie import data
+from cadenza.models.genie.model import START, Genie, GenieConfig, load
+from cadenza.models.genie.numba_step import NumbaDecoder
 
 LM_WEIGHTS = DEFAULT_WEIGHTS.with_name("lm_baseline.pt")
 SR = 48000
@@ -53,7 +53,7 @@ def test_committed_weights_load_weights_only_and_decode():
 
 
 def test_missing_weights_is_a_clear_error(tmp_path):
-    with pytest.raises(ModelError, match="python -m models.genie.train"):
+    with pytest.raises(ModelError, match="python -m cadenza.models.genie.train"):
         load_decoder(tmp_path / "nope.pt")
     with pytest.raises(ModelError, match="LM baseline"):
         load_decoder(LM_WEIGHTS)
@@ -179,7 +179,7 @@ def test_cli_errors(tmp_path, capsys):
     good.write_text("0.0,1,100\n")
     assert main(["genie", str(good), "--weights", str(tmp_path / "w.pt")]) == 2
     assert "weights not found" in capsys.readouterr().err
-    from models.genie.cli import read_buttons
+    from cadenza.engine.cli.genie import read_buttons
 
     with pytest.raises(UserError, match="bad.csv:2"):
         bad.write_text("0.0,1,100\nx,y\n")
@@ -221,7 +221,7 @@ soundfont = "{sf}"
 
 
 def test_soundfont_voice_renders_in_block(tmp_path):
-    from instruments.soundfont import find_soundfont
+    from cadenza.instruments.voices.soundfont import find_soundfont
 
     sf = find_soundfont()
     if sf is None:
@@ -241,7 +241,7 @@ def test_soundfont_falls_back_to_the_synth(tmp_path, capsys):
 def test_demo_renders_the_scripted_button_performance(tmp_path):
     import soundfile as sf
 
-    from engine.demo import genie_demo, genie_presses
+    from cadenza.engine.cli.demo import genie_demo, genie_presses
 
     audio, sr = sf.read(genie_demo(tmp_path / "demo-genie.wav"))
     assert audio.shape[0] / sr > genie_presses()[-1][0] and np.abs(audio).max() > 0.05

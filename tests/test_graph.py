@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from engine.events import Kind, make_events
-from engine.node import Node
-from engine.registry import register
+from cadenza.engine.events import Kind, make_events
+from cadenza.engine.node import Node
+from cadenza.engine.registry import register
 from tests.helpers import engine_from_toml, render_blocks
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.cli import main
-from models.weights import load_weights, save_weights, sha256_path
+from cadenza.engine.cli import main
+from cadenza.models.weights import load_weights, save_weights, sha256_path
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = sorted((ROOT / "models").rglob("*.pt"))
@@ -115,7 +115,7 @@ def test_another_models_weights_with_their_own_sha256_are_named(tmp_path, capsys
 
 
 def test_weights_torch_cannot_load_are_named(tmp_path):
-    from engine.errors import ModelError
+    from cadenza.engine.errors import ModelError
 
     weights = tmp_path / "w.pt"
     weights.write_bytes(b"not a zip archive")
@@ -143,7 +143,7 @@ def test_midi_note_off_77_hours_later_is_refused_before_rendering(tmp_path):
     mid.tracks.append(track)
     song = tmp_path / "long.mid"
     mid.save(song)
-    r = subprocess.run([sys.executable, "-m", "engine.cli", "render", str(ROOT / "patches" / "default.toml"),
+    r = subprocess.run([sys.executable, "-m", "cadenza.engine.cli", "render", str(ROOT / "patches" / "default.toml"),
                         "--midi", str(song), "--out", str(tmp_path / "o.wav")],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2

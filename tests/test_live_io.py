@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 from bench.jackprobe import JackProbe, onset_delay, onsets
-from engine.control import ControlLayer, ControlOptions
-from engine.control.log import ErrorLog
-from engine.control.midiclock import CLOCK, START, STOP, MidiClock
-from engine.control.midiparse import MidiParser
-from engine.engine import Engine
-from engine.node import Node
-from engine.patch import load_patch
-from engine.registry import register
+from cadenza.engine.control import ControlLayer, ControlOptions
+from cadenza.engine.control.log import ErrorLog
+from cadenza.engine.control.midiclock import CLOCK, START, STOP, MidiClock
+from cadenza.engine.control.midiparse import MidiParser
+from cadenza.engine.engine import Engine
+from cadenza.engine.node import Node
+from cadenza.engine.patch import load_patch
+from cadenza.engine.registry import register
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -103,14 +103,14 @@ def wait_for(condition, timeout: float = 10.0) -> bool:
 
 
 def osc_send(port: int, address: str, *args, sock=None) -> None:
-    from engine.control.osc import build_message
+    from cadenza.engine.control.osc import build_message
 
     (sock or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)).sendto(build_message(address, list(args)),
                                                                        ("127.0.0.1", port))
 
 
 def jack_engine(patch_path: Path, server, **backend_options):
-    from engine.backends.jack import JackBackend
+    from cadenza.engine.backends.jack import JackBackend
 
     engine = Engine(load_patch(patch_path), block=server.period)
     return engine, JackBackend(engine, connect="none", **backend_options)
@@ -344,7 +344,7 @@ def test_status_and_patch_reload_over_osc(jack_server, tmp_path):
 
 def test_rtmidi_virtual_input_and_clock_out_on_a_control_thread(jack_server, tmp_path):
     """The path of PortAudio and null: python-rtmidi ports (here on JACK), stamped on arrival."""
-    from engine.backends.null import NullBackend
+    from cadenza.engine.backends.null import NullBackend
 
     jack_server(128)
     engine = Engine(load_patch(write_patch(tmp_path, echo=True, clock_out=True)))
@@ -381,7 +381,7 @@ def test_rtmidi_virtual_input_and_clock_out_on_a_control_thread(jack_server, tmp
 
 
 def _run_cli(args: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "engine.cli", *args], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "cadenza.engine.cli", *args], cwd=REPO, env=env,
                             stderr=subprocess.PIPE, text=True)
 
 

@@ -4,8 +4,8 @@ import socket
 
 from pythonosc.osc_message import OscMessage
 
-from engine.control.osc import OscOut
-from engine.events import Kind, make_events
+from cadenza.engine.control.osc import OscOut
+from cadenza.engine.events import Kind, make_events
 
 
 def _receive_all(sock):

@@ -1,6 +1,6 @@
 import pytest
 
-from engine.patch import PatchError, list_patches, load_patch, parse_patch
+from cadenza.engine.patch import PatchError, list_patches, load_patch, parse_patch
 from tests.helpers import SYNTH_ONLY
 
 
@@ -64,7 +64,7 @@ def test_input_from_missing_node(tmp_path):
 
 
 def test_bad_effect_in_chain(tmp_path):
-    from engine.engine import Engine
+    from cadenza.engine.engine import Engine
 
     text = SYNTH_ONLY + '[[node]]\nid = "fx"\ntype = "pyo_rack"\ninput = "piano"\nchain = [{ effect = "Flanger9000" }]\n'
     with pytest.raises(PatchError) as info:
@@ -73,7 +73,7 @@ def test_bad_effect_in_chain(tmp_path):
 
 
 def test_cycle_is_refused(tmp_path):
-    from engine.engine import Engine
+    from cadenza.engine.engine import Engine
 
     text = """
 [[node]]
@@ -94,7 +94,7 @@ def test_patch_with_no_nodes(tmp_path):
 
 
 def test_patches_command_lists_descriptions(capsys):
-    from engine.cli import main
+    from cadenza.engine.cli import main
 
     assert main(["patches"]) == 0
     out = capsys.readouterr().out

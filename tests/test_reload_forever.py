@@ -14,9 +14,9 @@ import time
 import numpy as np
 import pytest
 
-from engine.control import ControlLayer, ControlOptions
-from engine.engine import Engine
-from engine.patch import load_patch
+from cadenza.engine.control import ControlLayer, ControlOptions
+from cadenza.engine.engine import Engine
+from cadenza.engine.patch import load_patch
 
 RACK_PATCH = """
 [patch]

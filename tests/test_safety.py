@@ -1,9 +1,9 @@
 import numpy as np
 
-from engine.events import BROADCAST, Kind, make_events
-from engine.safety import Safety
-from engine.node import Context, NodeIO
-from engine.events import Inbox
+from cadenza.engine.events import BROADCAST, Kind, make_events
+from cadenza.engine.safety import Safety
+from cadenza.engine.node import Context, NodeIO
+from cadenza.engine.events import Inbox
 from tests.helpers import SYNTH_ONLY, engine_from_toml, render_blocks
 
 

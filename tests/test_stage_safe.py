@@ -21,15 +21,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.control import ControlLayer, ControlOptions
-from engine.control.log import Console, ErrorLog, capture_logging, release_logging
-from engine.control.osc import ADDRESSES_IN, MAX_AHEAD_S, build_message
-from engine.control.oscpacket import OscPacketError, parse_packet
-from engine.engine import Engine
-from engine.events import ENGINE, EventRing, Kind, Scheduler
-from engine.node import Node
-from engine.patch import PatchError, load_patch, parse_patch
-from engine.registry import register
+from cadenza.engine.control import ControlLayer, ControlOptions
+from cadenza.engine.control.log import Console, ErrorLog, capture_logging, release_logging
+from cadenza.engine.control.osc import ADDRESSES_IN, MAX_AHEAD_S, build_message
+from cadenza.engine.control.oscpacket import OscPacketError, parse_packet
+from cadenza.engine.engine import Engine
+from cadenza.engine.events import ENGINE, EventRing, Kind, Scheduler
+from cadenza.engine.node import Node
+from cadenza.engine.patch import PatchError, load_patch, parse_patch
+from cadenza.engine.registry import register
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -324,7 +324,7 @@ def test_an_installed_package_adds_node_types_through_its_entry_point(tmp_path, 
 
 
 def test_play_refuses_a_bad_osc_target_in_one_line():
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", "play", "--backend", "null", "--seconds", "0.1",
+    proc = subprocess.run([sys.executable, "-m", "cadenza.engine.cli", "play", "--backend", "null", "--seconds", "0.1",
                            "--osc-send", "127.0.0.1:99999"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [

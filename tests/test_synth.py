@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from engine.events import Kind, make_events
+from cadenza.engine.events import Kind, make_events
 from tests.helpers import SYNTH_ONLY, engine_from_toml, render_blocks
 
 

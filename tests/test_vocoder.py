@@ -6,18 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from engine.audio_io import write_wav
-from engine.backends.offline import OfflineBackend
-from engine.engine import Engine
-from engine.events import EVENT_DTYPE, Inbox, Kind
-from engine.midi import midi_to_events
-from engine.node import Context, NodeIO
-from engine.patch import load_patch
-from instruments.harmonizer import WEIGHTS, Harmonizer
-from instruments.pitch import PitchTracker
-from instruments.vocoder import ChannelVocoder
-from models.vocoder import data
-from models.vocoder import model as M
+from cadenza.engine.audio_io import write_wav
+from cadenza.engine.backends.offline import OfflineBackend
+from cadenza.engine.engine import Engine
+from cadenza.engine.events import EVENT_DTYPE, Inbox, Kind
+from cadenza.engine.midi import midi_to_events
+from cadenza.engine.node import Context, NodeIO
+from cadenza.engine.patch import load_patch
+from cadenza.instruments.voices.harmonizer import WEIGHTS, Harmonizer
+from cadenza.instruments.listeners.pitch import PitchTracker
+from cadenza.instruments.voices.vocoder import ChannelVocoder
+from cadenza.models.vocoder import data
+from cadenza.models.vocoder import model as M
 
 SR = 48000
 

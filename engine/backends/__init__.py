@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import importlib
 
-from engine.errors import CadenzaError
+from cadenza.engine.errors import CadenzaError
 
 BACKENDS = {
-    "offline": "engine.backends.offline:OfflineBackend",
-    "null": "engine.backends.null:NullBackend",
-    "jack": "engine.backends.jack:JackBackend",
-    "portaudio": "engine.backends.portaudio:PortAudioBackend",
+    "offline": "cadenza.engine.backends.offline:OfflineBackend",
+    "null": "cadenza.engine.backends.null:NullBackend",
+    "jack": "cadenza.engine.backends.jack:JackBackend",
+    "portaudio": "cadenza.engine.backends.portaudio:PortAudioBackend",
 }
 
 

@@ -30,11 +30,11 @@ import time
 
 import numpy as np
 
-from engine.backends import BackendError
-from engine.backends.live import LiveBackend, Recorder, prime, wait
-from engine.control.midiparse import MidiParser, event_bytes
-from engine.engine import Engine
-from engine.events import Scheduler
+from cadenza.engine.backends import BackendError
+from cadenza.engine.backends.live import LiveBackend, Recorder, prime, wait
+from cadenza.engine.control.midiparse import MidiParser, event_bytes
+from cadenza.engine.engine import Engine
+from cadenza.engine.events import Scheduler
 
 CLIENT_NAME = "cadenza"
 STOP_TIMEOUT_S = 2.0  # how long a stop waits for the realtime thread to leave by itself

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from engine.engine import Engine
+from cadenza.engine.engine import Engine
 
 
 class NullBackend:

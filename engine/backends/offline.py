@@ -6,7 +6,7 @@ from typing import Callable
 
 import numpy as np
 
-from engine.engine import Engine
+from cadenza.engine.engine import Engine
 
 
 class OfflineBackend:

@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from engine.backends import BackendError
-from engine.backends.live import LiveBackend, Recorder, prime, wait
-from engine.engine import Engine
+from cadenza.engine.backends import BackendError
+from cadenza.engine.backends.live import LiveBackend, Recorder, prime, wait
+from cadenza.engine.engine import Engine
 
 
 def _sd():

@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 
 import rtmidi
 
-from engine.control.log import ErrorLog
-from engine.control.midiclock import MidiClock
-from engine.control.midiio import RtMidiInput, RtMidiOutput, pick_api
-from engine.control.midiparse import event_bytes
-from engine.control.osc import OscIn, OscOut, build_message
-from engine.hostport import parse_hostport
-from engine.events import OUTBOUND
+from cadenza.engine.control.log import ErrorLog
+from cadenza.engine.control.midiclock import MidiClock
+from cadenza.engine.control.midiio import RtMidiInput, RtMidiOutput, pick_api
+from cadenza.engine.control.midiparse import event_bytes
+from cadenza.engine.control.osc import OscIn, OscOut, build_message
+from cadenza.engine.hostport import parse_hostport
+from cadenza.engine.events import OUTBOUND
 
 OUT_POLL_S = 0.002
 STATUS_EVERY_S = 0.5
@@ -171,7 +171,7 @@ class ControlLayer:
         want_in = opts.midi_in if opts.midi_in is not None else midi_table["in"]
         want_out = opts.midi_out if opts.midi_out is not None else midi_table["out"]
         virtual = midi_table["virtual"] if opts.virtual is None else opts.virtual
-        from engine.backends.jack import JackBackend  # here: the backends import this package
+        from cadenza.engine.backends.jack import JackBackend  # here: the backends import this package
 
         if getattr(self.backend, "midi_ports", False):
             # JACK MIDI in the callback; a device JACK does not see comes in through rtmidi
@@ -216,7 +216,7 @@ class ControlLayer:
 
     def reload_now(self, path: str | None) -> bool:
         """Build and swap in ``path`` on this thread; False (one line said why) when the old patch plays on."""
-        from engine.patch import load_patch
+        from cadenza.engine.patch import load_patch
 
         engine = self.engine
         with self._reload_lock:

@@ -14,7 +14,7 @@ import time
 
 import rtmidi
 
-from engine.control.midiparse import MidiParser
+from cadenza.engine.control.midiparse import MidiParser
 
 VIRTUAL_NAME = "Cadenza"
 

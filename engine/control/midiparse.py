@@ -8,7 +8,7 @@ dropped. State persists across calls, so one parser serves one input stream.
 
 from __future__ import annotations
 
-from engine.events import Kind
+from cadenza.engine.events import Kind
 
 # data bytes that follow a channel status, by its high nibble
 _CHANNEL_LEN = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}

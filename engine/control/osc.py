@@ -2,7 +2,7 @@
 
 python-osc's stock server sleeps until a bundle's timetag and drops parse
 errors silently; here the socket is read on a control thread, every packet
-is parsed at once (:mod:`engine.control.oscpacket`, bounded in time and
+is parsed at once (:mod:`cadenza.engine.control.oscpacket`, bounded in time and
 size), each message is stamped with the sample at which it takes effect (a
 future bundle timetag → that exact sample, as SuperCollider does; otherwise
 arrival + the patch's scheduling delay) and pushed into the engine's event
@@ -19,8 +19,8 @@ import time
 
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from engine.control.oscpacket import OscPacketError, parse_packet
-from engine.events import BROADCAST, ENGINE, Kind
+from cadenza.engine.control.oscpacket import OscPacketError, parse_packet
+from cadenza.engine.events import BROADCAST, ENGINE, Kind
 
 PREFIX = "/cadenza"
 MAX_AHEAD_S = 10.0  # timetags further ahead than this are refused (the scheduler is no score store)

@@ -1,6 +1,6 @@
 """Train the beat tracker's onset network on clips rendered by the bench's data builder.
 
-    python -m models.beat.train [--steps 1500] [--hidden 24]
+    python -m cadenza.models.beat.train [--steps 1500] [--hidden 24]
 
 Input per 10 ms frame: the tracker's own band differences (log-filtered
 spectral flux per band) summed into 27 third-octave groups — computed by the
@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.node import Context
-from instruments import beat_kernels as bk
-from instruments.beat import N_GROUPS, NET_WEIGHTS, BeatTracker
-from models.weights import save_weights
+from cadenza.engine.node import Context
+from cadenza.instruments.listeners import beat_kernels as bk
+from cadenza.instruments.listeners.beat import N_GROUPS, NET_WEIGHTS, BeatTracker
+from cadenza.models.weights import save_weights
 
 HERE = Path(__file__).resolve().parent
 SR = 44100
@@ -69,7 +69,7 @@ def targets(n_frames: int, hop_s: float, delay_s: float, beats: np.ndarray) -> n
 
 
 def dataset(splits: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-    from bench.beat_data import load_clips
+    from cadenza.models.beat.data import load_clips
 
     data = []
     for split in splits:

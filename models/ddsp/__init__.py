@@ -1,0 +1,1 @@
+"""The DDSP decoder: f0 and loudness to harmonic-plus-noise controls (see CARD.md)."""

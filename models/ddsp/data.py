@@ -9,7 +9,7 @@ and dynamics move the way a player's do. Reverb and chorus are off.
 
 The MIDI truth (f0 in Hz per control frame, bend included; 0 before the
 first note) is kept beside the audio for cross-checking; the decoder's inputs
-(f0, loudness) are computed from the audio by :mod:`models.ddsp.features`.
+(f0, loudness) are computed from the audio by :mod:`cadenza.models.ddsp.features`.
 
 Cache: ``data/ddsp/<instrument>_<split>.npz`` (gitignored) holding
 ``audio`` (int16, SAMPLE_RATE) and ``f0_midi`` (float32, one per HOP).

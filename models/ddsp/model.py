@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from instruments.ddsp_kernels import harmonic_basis, taper_hz
-from models.ddsp import synth_torch as st
-from models.weights import load_weights, reading, save_weights
+from cadenza.engine.dsp.ddsp import harmonic_basis, taper_hz
+from cadenza.models.ddsp import synth_torch as st
+from cadenza.models.weights import load_weights, reading, save_weights
 
 N_HARMONICS = 60
 N_BANDS = 65

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from instruments.ddsp_kernels import TWO_PI
+from cadenza.engine.dsp.ddsp import TWO_PI
 
 
 def band_gain(freq_hz: torch.Tensor, max_hz: float, taper: float) -> torch.Tensor:
@@ -49,7 +49,7 @@ def harmonic_basis(f0_hz: torch.Tensor, n_harm: int, hop: int, sr: float, max_hz
                    phase0: float = 0.0, f0_prev=None) -> torch.Tensor:
     """(B, T·hop, H) per-sample ``band_gain(k f0) · sin(k phase)`` from f0 frames (B, T), no gradient.
 
-    (``instruments.ddsp_kernels.harmonic_basis`` computes the same from phase 0, faster on CPU.)
+    (``cadenza.engine.dsp.ddsp.harmonic_basis`` computes the same from phase 0, faster on CPU.)
     """
     with torch.no_grad():
         f0 = upsample(f0_hz, hop, f0_prev)

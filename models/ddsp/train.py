@@ -1,8 +1,8 @@
-"""Train the DDSP decoder for one instrument: ``python -m models.ddsp.train --instrument violin``.
+"""Train the DDSP decoder for one instrument: ``python -m cadenza.models.ddsp.train --instrument violin``.
 
-Data: :mod:`models.ddsp.data` (rendered here, cached in ``data/ddsp``);
+Data: :mod:`cadenza.models.ddsp.data` (rendered here, cached in ``data/ddsp``);
 inputs from the causal listener, cross-checked against the MIDI
-(:func:`models.ddsp.features.cross_checked`). Random 2 s windows, Adam,
+(:func:`cadenza.models.ddsp.features.cross_checked`). Random 2 s windows, Adam,
 multi-scale spectral loss against the rendered audio, fixed seed, one torch
 thread by default. Stops at ``--steps`` or ``--minutes`` of wall time and
 writes ``models/ddsp/<instrument>.pt`` (a checkpoint every 100 steps too).
@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from instruments.ddsp_kernels import noise_matrix
-from models.ddsp import data, features
-from models.ddsp.model import Decoder, fast_basis, multiscale_spectral_loss, render, save
+from cadenza.engine.dsp.ddsp import noise_matrix
+from cadenza.models.ddsp import data, features
+from cadenza.models.ddsp.model import Decoder, fast_basis, multiscale_spectral_loss, render, save
 
 HERE = Path(__file__).resolve().parent
 

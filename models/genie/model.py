@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.weights import load_weights, reading, save_weights
+from cadenza.models.weights import load_weights, reading, save_weights
 
 NUM_KEYS = 88
 START = NUM_KEYS  # the "previous key" token of a sequence's first note

@@ -18,7 +18,7 @@ import math
 import numpy as np
 from numba import njit
 
-from models.genie.model import START, Genie, button_value
+from cadenza.models.genie.model import START, Genie, button_value
 
 NUM_KEYS = 88
 LOWEST_KEY = 21

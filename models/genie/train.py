@@ -1,6 +1,6 @@
 """Train Piano Genie (or its LM baseline) on music21's corpus.
 
-    python -m models.genie.train [--baseline] [--steps N] [--batch B] [--length L] [--threads T]
+    python -m cadenza.models.genie.train [--baseline] [--steps N] [--batch B] [--length L] [--threads T]
 
 Writes ``models/genie/genie.pt`` (or ``lm_baseline.pt`` with ``--baseline``):
 state dict + config + metadata (steps, batch, wall time, validation loss),
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.genie import data
-from models.genie.model import Genie, GenieConfig, save
+from cadenza.models.genie import data
+from cadenza.models.genie.model import Genie, GenieConfig, save
 
 HERE = Path(__file__).resolve().parent
 SEED = 1234

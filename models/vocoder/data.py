@@ -12,7 +12,7 @@ held out (``test``) for the bench and the tests; the rest is ``train``.
 
 Cache: ``data/vocoder/<split>.npz`` (gitignored) with ``audio`` (int16, one
 concatenation at SAMPLE_RATE), ``starts`` (clip start samples) and ``kinds``
-(0 speech, 1 singing). Run ``python -m models.vocoder.data`` to build it.
+(0 speech, 1 singing). Run ``python -m cadenza.models.vocoder.data`` to build it.
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ import torch
 from numba import njit
 from torch import nn
 
-from models.vocoder import features as F
-from models.weights import load_weights, reading
+from cadenza.models.vocoder import features as F
+from cadenza.models.weights import load_weights, reading
 
 N_HARMONICS = 64
 MAX_HZ = 11000.0  # harmonics fade out below this, Hz

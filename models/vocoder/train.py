@@ -1,4 +1,4 @@
-"""Train the neural vocoder: ``python -m models.vocoder.train`` (under 55 min on one CPU thread).
+"""Train the neural vocoder: ``python -m cadenza.models.vocoder.train`` (under 55 min on one CPU thread).
 
 Each step takes random 0.32 s excerpts of the training speech and singing
 (``models.vocoder.data``), runs the net over them (after a warm-up of
@@ -22,14 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from instruments.ddsp_kernels import noise_matrix, taper_hz
-from models.ddsp import synth_torch as S
-from models.ddsp.model import multiscale_spectral_loss
-from models.vocoder import data
-from models.vocoder import features as F
-from models.vocoder.model import (DELAY_HOPS, MAX_HZ, NOISE_HZ, N_NOISE, VocoderNet,
+from cadenza.engine.dsp.ddsp import noise_matrix, taper_hz
+from cadenza.models.ddsp import synth_torch as S
+from cadenza.models.ddsp.model import multiscale_spectral_loss
+from cadenza.models.vocoder import data
+from cadenza.models.vocoder import features as F
+from cadenza.models.vocoder.model import (DELAY_HOPS, MAX_HZ, NOISE_HZ, N_NOISE, VocoderNet,
                                   envelope_weights)
-from models.weights import save_weights
+from cadenza.models.weights import save_weights
 
 HERE = Path(__file__).resolve().parent
 SR = data.SAMPLE_RATE

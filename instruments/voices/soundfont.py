@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.events import Kind
-from engine.node import Node, Option, Param
+from cadenza.engine.events import Kind
+from cadenza.engine.node import Node, Option, Param
 
 SEARCH = (
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
@@ -98,7 +98,7 @@ class SoundFontVoice(Node):
                 except (ImportError, OSError, RuntimeError) as exc:
                     problem = f"FluidSynth could not load {self.soundfont}: {exc}"
             if problem:
-                from instruments.synth import PolySynth
+                from cadenza.instruments.voices.synth import PolySynth
 
                 print(f"cadenza: {self.id}: {problem}; playing the built-in synth instead", file=sys.stderr)
                 self.fallback = PolySynth(self.id, wave="triangle")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "data" / "beat"
 SF2 = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 SAMPLE_RATE = 44100

@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from engine.node import Node, Option, Param
+from cadenza.engine.node import Node, Option, Param
 
 os.environ.setdefault("PYO_GUI_WX", "0")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.midi import midi_to_events
+from cadenza.engine.midi import midi_to_events
 
 DEMO_CHORALE = "bach/bwv66.6"
 DEMO_BPM = 84.0
@@ -38,7 +38,7 @@ def chorale_messages(seconds: float, bpm: float = DEMO_BPM, work: str = DEMO_CHO
 
 def demo(out: Path, backend: str | None = None, seconds: float = 16.0, patch=None) -> Path:
     """Play the scripted performance live and write what was played to ``out``."""
-    from engine.cli import play
+    from cadenza.engine.cli import play
 
     def script(engine) -> None:
         events = midi_to_events(chorale_messages(seconds - 1.5), engine.midi_map, engine.sample_rate)
@@ -78,10 +78,10 @@ def genie_demo(out: Path, patch="genie", tail_s: float = 2.5) -> Path:
 
     import numpy as np
 
-    from engine.audio_io import write_wav
-    from engine.backends.offline import OfflineBackend
-    from engine.cli import build_engine
-    from engine.events import EVENT_DTYPE, Kind
+    from cadenza.engine.audio_io import write_wav
+    from cadenza.engine.backends.offline import OfflineBackend
+    from cadenza.engine.cli import build_engine
+    from cadenza.engine.events import EVENT_DTYPE, Kind
 
     engine = build_engine(patch)
     try:

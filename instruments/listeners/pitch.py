@@ -34,9 +34,9 @@ from typing import NamedTuple
 import numpy as np
 from scipy import signal
 
-from engine.events import OUTBOUND, Kind
-from engine.node import Node, Option
-from instruments import pitch_kernels as K
+from cadenza.engine.events import OUTBOUND, Kind
+from cadenza.engine.node import Node, Option
+from cadenza.instruments.listeners import pitch_kernels as K
 
 INTERNAL_RATE = 16000  # Hz, target rate of the coarse period search
 HOP_MS = 2.0  # analysis hop, ms

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from engine.cli import UserError
+from cadenza.engine.cli import UserError
 
 SAMPLE_RATE = 48000
 MAX_TIME_S = 1e6  # latest press time accepted, s (about 11 days; rules out inf and nan)
@@ -55,8 +55,8 @@ def decode(rows, weights: str = "", temperature: float = 0.0, seed: int = 0, key
            scale: str = "major", lowest: int = 21, highest: int = 108,
            reset_after: float = 4.0) -> list[dict]:
     """Run the presses through a :class:`GenieNode`; one dict (time, button, pitch) per press."""
-    from engine.node import Context
-    from instruments.genie import GenieNode
+    from cadenza.engine.node import Context
+    from cadenza.instruments.generators.genie import GenieNode
 
     node = GenieNode("genie", weights=weights, seed=seed, key=key, scale=scale, reset_after=reset_after,
                      temperature=temperature, lowest=float(lowest), highest=float(highest))
@@ -70,7 +70,7 @@ def decode(rows, weights: str = "", temperature: float = 0.0, seed: int = 0, key
 
 
 def add_arguments(parser) -> None:
-    from instruments.genie import NOTE_NAMES, SCALES
+    from cadenza.instruments.generators.genie import NOTE_NAMES, SCALES
 
     parser.add_argument("buttons", type=Path, help="CSV of time_s, button 0-7, velocity (0 releases)")
     parser.add_argument("--json", action="store_true", help='print {"notes": [{"time", "button", "pitch"}]}')

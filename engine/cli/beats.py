@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.events import EVENT_DTYPE, Kind
-from engine.node import Context, NodeIO
-from instruments.beat import BeatTracker
+from cadenza.engine.events import EVENT_DTYPE, Kind
+from cadenza.engine.node import Context, NodeIO
+from cadenza.instruments.listeners.beat import BeatTracker
 
 
 @dataclass
@@ -47,7 +47,7 @@ class _Collect:
 
 def track(audio: np.ndarray, sample_rate: int, block: int = 128, **options) -> BeatTrack:
     """Run a fresh tracker over mono or (channels, frames) ``audio`` block by block."""
-    from engine.events import Inbox
+    from cadenza.engine.events import Inbox
 
     x = np.asarray(audio, np.float32)
     if x.ndim == 2:
@@ -86,8 +86,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from engine.audio_io import AudioFileError, file_rate, read_audio
-    from engine.cli import UserError
+    from cadenza.engine.audio_io import AudioFileError, file_rate, read_audio
+    from cadenza.engine.cli import UserError
 
     if args.block < 16 or args.block > 8192:
         raise UserError(f"--block: found {args.block}, allowed 16..8192")

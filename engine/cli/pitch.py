@@ -2,7 +2,7 @@
 
 One row per hop: time (s), f0 (Hz, 0 when unvoiced), voicing probability,
 loudness (dB, A-weighted). A row's time is the moment it would be emitted live
-minus the listener's fixed delay (``instruments.pitch.DELAY_S``); rows that
+minus the listener's fixed delay (``cadenza.instruments.listeners.pitch.DELAY_S``); rows that
 would be stamped before the file starts are left out.
 """
 
@@ -13,8 +13,8 @@ import sys
 
 import numpy as np
 
-from engine.cli import UserError
-from instruments.pitch import PitchFrames, PitchTracker
+from cadenza.engine.cli import UserError
+from cadenza.instruments.listeners.pitch import PitchFrames, PitchTracker
 
 NATIVE_RATES = (44100, 48000)
 BLOCK = 128  # frames per streaming call, as the engine's default block
@@ -29,7 +29,7 @@ def add_arguments(parser) -> None:
 
 def analyse_file(path, fmin=None, fmax=None) -> tuple[PitchFrames, PitchTracker]:
     """Stream a file through a fresh tracker, in engine-sized blocks."""
-    from engine.audio_io import AudioFileError, file_rate, read_audio
+    from cadenza.engine.audio_io import AudioFileError, file_rate, read_audio
 
     rate = file_rate(path)
     rate = rate if rate in NATIVE_RATES else 48000

@@ -25,7 +25,7 @@ import math
 import numpy as np
 from numba import njit
 
-from engine.node import Node, Option, Param
+from cadenza.engine.node import Node, Option, Param
 
 CARRIERS = ("input", "saw", "noise")
 SIBILANT_HZ = 4000.0  # the high band the unvoiced detector and pass-through use, Hz

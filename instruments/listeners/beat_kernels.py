@@ -43,7 +43,7 @@ S_FILL, S_WPOS, S_HOPC, S_FRAMES, S_MU, S_LEVEL, S_PRED, S_PERIOD, S_LAST_BEAT, 
     S_LAST_PRED, S_BEATS, S_CONF, S_BPM, S_ACTIVE = range(14)
 N_ST = 14
 
-# event kinds written to the kernel's event buffer (mirror engine.events.Kind)
+# event kinds written to the kernel's event buffer (mirror cadenza.engine.events.Kind)
 EV_BEAT = 8
 EV_PREDICTION = 13
 

@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from engine.errors import ModelError
-from engine.events import Kind
-from engine.node import Node, Option, Param
-from instruments.ddsp_kernels import (fill_noise, harmonic_amplitudes, harmonic_render, noise_matrix,
+from cadenza.engine.errors import ModelError
+from cadenza.engine.events import Kind
+from cadenza.engine.node import Node, Option, Param
+from cadenza.engine.dsp.ddsp import (fill_noise, harmonic_amplitudes, harmonic_render, noise_matrix,
                                       noise_render, seed_noise, taper_hz)
 
-MODELS = Path(__file__).resolve().parents[1] / "models" / "ddsp"
+MODELS = Path(__file__).resolve().parents[2] / "models" / "ddsp"
 LEAK = 0.1
 GATE_TIME_S = 0.005  # the tone-transfer gate opens and closes linearly over this long
 SILENT = 1e-4  # gate / envelope level treated as closed
@@ -56,7 +56,7 @@ def _affine(w, b, x, n_in, out, leaky):
 
 @njit(nogil=True, cache=True, fastmath=True)
 def decoder_step(x, h, w1, b1, w2, b2, wih, bih, whh, bhh, wo1, bo1, wo2, bo2, s1, s2, gi, gh, cat, raw):
-    """One frame of the GRU decoder: inputs ``x`` (3,) scaled as in ``models.ddsp.model.scale_inputs``;
+    """One frame of the GRU decoder: inputs ``x`` (3,) scaled as in ``cadenza.models.ddsp.model.scale_inputs``;
     ``h`` (hidden,) updated in place; raw outputs into ``raw`` (1 + harmonics + bands,).
     ``s1``, ``s2`` (hidden,), ``gi``, ``gh`` (3·hidden,), ``cat`` (hidden + 3,) are scratch."""
     n = h.shape[0]
@@ -119,7 +119,7 @@ class NumbaDecoder:
     """The torch decoder's weights as float32 arrays for :func:`decoder_step`, plus its metadata."""
 
     def __init__(self, path: str | Path):
-        from models.ddsp.model import N_BANDS, N_HARMONICS, NOISE_BIAS, load
+        from cadenza.models.ddsp.model import N_BANDS, N_HARMONICS, NOISE_BIAS, load
 
         decoder, self.meta = load(path)
         sd = {k: v.detach().numpy().astype(np.float32) for k, v in decoder.state_dict().items()}
@@ -149,7 +149,7 @@ def model_path(name: str) -> Path:
 
 
 def scale_inputs(f0_hz: float, loudness_db: float, voicing: float, x: np.ndarray) -> None:
-    """Scalar twin of ``models.ddsp.model.scale_inputs`` into ``x`` (3,)."""
+    """Scalar twin of ``cadenza.models.ddsp.model.scale_inputs`` into ``x`` (3,)."""
     if f0_hz > 0.0:
         midi = 69.0 + 12.0 * math.log2(max(f0_hz, 1e-3) / 440.0)
         x[0] = min(max(midi, 0.0), 127.0) / 127.0
@@ -227,7 +227,7 @@ class DDSPVoice(Node):
         path = model_path(self.options["model"])
         if not path.exists():
             raise ModelError(f"{path}: DDSP model not found (node.{node_id}; train it: "
-                             f"python -m models.ddsp.train --instrument {self.options['model']})")
+                             f"python -m cadenza.models.ddsp.train --instrument {self.options['model']})")
         self.path = path
         listener = self.options["listener"]
         if listener:

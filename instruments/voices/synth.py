@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numba import njit
 
-from engine.node import Node, Option, Param
+from cadenza.engine.node import Node, Option, Param
 
 WAVES = ("saw", "square", "triangle", "sine")
 IDLE, ATTACK, DECAY, RELEASE = 0, 1, 2, 3

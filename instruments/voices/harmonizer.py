@@ -32,15 +32,15 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from engine.errors import ModelError
-from engine.events import Kind
-from engine.node import Node, Option, Param
-from instruments import ddsp_kernels as D
-from instruments.pitch import PitchTracker
-from models.vocoder import features as F
-from models.vocoder import model as M
+from cadenza.engine.errors import ModelError
+from cadenza.engine.events import Kind
+from cadenza.engine.node import Node, Option, Param
+from cadenza.engine.dsp import ddsp as D
+from cadenza.instruments.listeners.pitch import PitchTracker
+from cadenza.models.vocoder import features as F
+from cadenza.models.vocoder import model as M
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "vocoder" / "vocoder.pt"
+WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "vocoder" / "vocoder.pt"
 MAX_LINES = 4  # the original + 3 harmony lines
 VIBRATO_S = 0.15  # averaging time of the sung f0 whose ratio harmony lines keep, s
 PANS = (0.0, -0.6, 0.6, 0.0)  # per line, -1 left .. 1 right
@@ -117,7 +117,7 @@ class Harmonizer(Node):
         path = Path(self.options["weights"] or WEIGHTS)
         if not path.exists():
             raise ModelError(f"{path}: vocoder weights not found "
-                             f"(node.{node_id}; train them: python -m models.vocoder.train)")
+                             f"(node.{node_id}; train them: python -m cadenza.models.vocoder.train)")
         self.net = M.load(path)
         self.w = M.numba_weights(self.net)
         self.n_lines = 1 + self.options["voices"]

@@ -31,15 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import ModelError
-from engine.events import Kind
-from engine.node import Context, Node, NodeIO, Option
-from instruments import beat_kernels as bk
+from cadenza.engine.errors import ModelError
+from cadenza.engine.events import Kind
+from cadenza.engine.node import Context, Node, NodeIO, Option
+from cadenza.instruments.listeners import beat_kernels as bk
 
 MAX_EVENTS = 16  # per block: a few beats and predictions at most
 LOW_HZ = 250.0  # bands centred below this get the ``low_boost``
 GROUP_FMIN, N_GROUPS = 30.0, 27  # the network's input: band differences in third octaves from 30 Hz
-NET_WEIGHTS = Path(__file__).resolve().parent.parent / "models" / "beat" / "onset_gru.pt"
+NET_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "beat" / "onset_gru.pt"
 
 
 _NO_NET = {k: np.zeros((0, 0) if k.startswith("w_h") or k == "w_ih" else 0, np.float64)
@@ -47,12 +47,12 @@ _NO_NET = {k: np.zeros((0, 0) if k.startswith("w_h") or k == "w_ih" else 0, np.f
 
 
 def load_onset_net(path: Path = NET_WEIGHTS) -> dict[str, np.ndarray]:
-    """The onset GRU's weights as float64 arrays for :func:`instruments.beat_kernels.gru_step`."""
-    from models.weights import load_weights, reading
+    """The onset GRU's weights as float64 arrays for :func:`cadenza.instruments.listeners.beat_kernels.gru_step`."""
+    from cadenza.models.weights import load_weights, reading
 
     if not path.is_file():
         raise ModelError(f"{path}: beat weights not found; activation 'net' and 'mix' need them "
-                         "(train them: python -m models.beat.train, or use activation = 'flux')")
+                         "(train them: python -m cadenza.models.beat.train, or use activation = 'flux')")
     sd = load_weights(path)
     with reading(path, "onset GRU weights"):
         net = {"w_ih": sd["gru.weight_ih_l0"], "w_hh": sd["gru.weight_hh_l0"], "b_ih": sd["gru.bias_ih_l0"],

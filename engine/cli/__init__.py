@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import CadenzaError
+from cadenza.engine.errors import CadenzaError
 
 # Subcommands that live beside the instruments and models, imported only when used.
 # Each module has ``add_arguments(parser)`` and ``run(args) -> int``.
 TOOLS: dict[str, tuple[str, str]] = {
-    "beats": ("instruments.beat_cli", "print the beats of a WAV as the streaming beat tracker emits them"),
-    "genie": ("models.genie.cli", "decode a CSV of Piano Genie button presses to MIDI pitches"),
-    "pitch": ("instruments.pitch_cli", "track f0, voicing and loudness of a WAV with the streaming pitch listener"),
+    "beats": ("cadenza.engine.cli.beats", "print the beats of a WAV as the streaming beat tracker emits them"),
+    "genie": ("cadenza.engine.cli.genie", "decode a CSV of Piano Genie button presses to MIDI pitches"),
+    "pitch": ("cadenza.engine.cli.pitch", "track f0, voicing and loudness of a WAV with the streaming pitch listener"),
 }
 
 
@@ -42,8 +42,8 @@ def _progress(total: int, label: str):
 
 
 def build_engine(patch_name, sample_rate=None, block=None):
-    from engine.engine import Engine
-    from engine.patch import load_patch
+    from cadenza.engine.engine import Engine
+    from cadenza.engine.patch import load_patch
 
     return Engine(load_patch(patch_name), sample_rate, block)
 
@@ -52,9 +52,9 @@ def render(patch_name, out: Path, midi: Path | None = None, input_wav: Path | No
            tail_s: float = 2.0, sample_rate: int | None = None, block: int | None = None,
            quiet: bool = False) -> np.ndarray:
     """Render a patch offline from a MIDI file and/or input audio to ``out`` (WAV)."""
-    from engine.audio_io import read_audio, write_wav
-    from engine.backends.offline import OfflineBackend
-    from engine.midi import midi_to_events, read_midi_file
+    from cadenza.engine.audio_io import read_audio, write_wav
+    from cadenza.engine.backends.offline import OfflineBackend
+    from cadenza.engine.midi import midi_to_events, read_midi_file
 
     if midi is None and input_wav is None:
         raise UserError("render needs --midi IN.mid, --input IN.wav, or both")
@@ -84,10 +84,10 @@ def play(patch_name, backend: str | None, seconds: float | None, record: Path | 
     ``control``: a ``ControlOptions`` for the OSC / MIDI layer (default: as the patch says).
     On JACK the engine runs at the server's rate and period unless told otherwise.
     """
-    from engine.audio_io import write_wav
-    from engine.backends import backend_class, pick_live_backend
-    from engine.control import ControlLayer, realtime_mode
-    from engine.control.log import ErrorLog, capture_logging, release_logging
+    from cadenza.engine.audio_io import write_wav
+    from cadenza.engine.backends import backend_class, pick_live_backend
+    from cadenza.engine.control import ControlLayer, realtime_mode
+    from cadenza.engine.control.log import ErrorLog, capture_logging, release_logging
 
     name = backend or pick_live_backend()
     cls = backend_class(name)
@@ -133,7 +133,7 @@ def play(patch_name, backend: str | None, seconds: float | None, record: Path | 
 
 
 def cmd_patches(args) -> int:
-    from engine.patch import list_patches
+    from cadenza.engine.patch import list_patches
 
     for name, description in list_patches():
         print(f"{name:<24} {description}")
@@ -147,8 +147,8 @@ def cmd_render(args) -> int:
 
 
 def cmd_play(args) -> int:
-    from engine.control import ControlOptions
-    from engine.hostport import parse_hostport
+    from cadenza.engine.control import ControlOptions
+    from cadenza.engine.hostport import parse_hostport
 
     checks = [("--osc-send", target, False) for target in args.osc_send]
     if args.osc_host is not None or args.osc_port is not None:
@@ -170,7 +170,7 @@ def cmd_play(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from engine.demo import demo
+    from cadenza.engine.cli.demo import demo
 
     demo(args.out, args.backend, args.seconds)
     return 0

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import ModelError
-from engine.events import Kind
-from engine.node import Node, Option, Param
+from cadenza.engine.errors import ModelError
+from cadenza.engine.events import Kind
+from cadenza.engine.node import Node, Option, Param
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "models" / "genie" / "genie.pt"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "genie" / "genie.pt"
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 SCALES = {
     "major": (0, 2, 4, 5, 7, 9, 11),
@@ -49,12 +49,12 @@ def scale_mask(key: str, scale: str) -> np.ndarray:
 
 def load_decoder(weights: str | Path | None = None, seed: int = 0):
     """The numba decoder for a weights file; a ModelError names the file and what is wrong with it."""
-    from models.genie.model import load
-    from models.genie.numba_step import NumbaDecoder
+    from cadenza.models.genie.model import load
+    from cadenza.models.genie.numba_step import NumbaDecoder
 
     path = Path(weights) if weights else DEFAULT_WEIGHTS
     if not path.is_file():
-        raise ModelError(f"{path}: Piano Genie weights not found (train them with: python -m models.genie.train)")
+        raise ModelError(f"{path}: Piano Genie weights not found (train them with: python -m cadenza.models.genie.train)")
     model, _ = load(path)
     if not model.config.buttons:
         raise ModelError(f"{path}: is the LM baseline (no buttons); the node needs a Piano Genie model")

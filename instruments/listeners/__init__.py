@@ -1,0 +1,1 @@
+"""What listens: streaming pitch and beat trackers."""

@@ -1,0 +1,1 @@
+"""What sounds: the synth, DDSP, vocoders, the harmonizer, SoundFont."""
