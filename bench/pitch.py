@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.datasets import pitch_set as S
-from cadenza.instruments.listeners.pitch import DEFAULTS, PitchTracker
+from cadenza.engine.dsp.pitch import DEFAULTS, PitchTracker
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pitch.json"
 FMIN, FMAX = 50.0, 1700.0  # search range given to every anchor

@@ -104,7 +104,7 @@ from pathlib import Path  # noqa: E402
 from cadenza.engine.events import Inbox, Kind, make_events  # noqa: E402
 from cadenza.engine.node import Context, NodeIO  # noqa: E402
 from cadenza.instruments.voices.ddsp import DDSPVoice, NumbaDecoder, decoder_step  # noqa: E402
-from cadenza.instruments.listeners.pitch import PitchTracker  # noqa: E402
+from cadenza.engine.dsp.pitch import PitchTracker  # noqa: E402
 from cadenza.models.ddsp.model import load, scale_inputs  # noqa: E402
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "ddsp" / "violin.pt"

@@ -11,7 +11,7 @@ from cadenza.engine.cli import main
 from cadenza.engine.engine import Engine
 from cadenza.engine.events import Kind
 from cadenza.engine.patch import parse_patch
-from cadenza.instruments.listeners.pitch import DELAY_S, PitchTracker
+from cadenza.engine.dsp.pitch import DELAY_S, PitchTracker
 
 SR = 48000
 

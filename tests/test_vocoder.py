@@ -14,7 +14,7 @@ from cadenza.engine.midi import midi_to_events
 from cadenza.engine.node import Context, NodeIO
 from cadenza.engine.patch import load_patch
 from cadenza.instruments.voices.harmonizer import WEIGHTS, Harmonizer
-from cadenza.instruments.listeners.pitch import PitchTracker
+from cadenza.engine.dsp.pitch import PitchTracker
 from cadenza.instruments.voices.vocoder import ChannelVocoder
 from cadenza.models.vocoder import data
 from cadenza.models.vocoder import model as M

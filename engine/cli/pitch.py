@@ -2,7 +2,7 @@
 
 One row per hop: time (s), f0 (Hz, 0 when unvoiced), voicing probability,
 loudness (dB, A-weighted). A row's time is the moment it would be emitted live
-minus the listener's fixed delay (``cadenza.instruments.listeners.pitch.DELAY_S``); rows that
+minus the listener's fixed delay (``cadenza.engine.dsp.pitch.DELAY_S``); rows that
 would be stamped before the file starts are left out.
 """
 
@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 from cadenza.engine.cli import UserError
-from cadenza.instruments.listeners.pitch import PitchFrames, PitchTracker
+from cadenza.engine.dsp.pitch import PitchFrames, PitchTracker
 
 NATIVE_RATES = (44100, 48000)
 BLOCK = 128  # frames per streaming call, as the engine's default block

@@ -1,14 +1,7 @@
-"""Streaming pitch and loudness listener: f0 (Hz), voicing probability, A-weighted loudness (dB).
+"""The pitch listener node: f0 (Hz), voicing probability and A-weighted loudness (dB) of its input.
 
-:class:`PitchTracker` is the streaming core, usable outside the graph::
-
-    tracker = PitchTracker(48000)
-    frames = tracker.process(block)   # any block length; per-hop arrays
-    frames.time_s, frames.f0_hz, frames.voicing, frames.loudness_db
-
-It is causal: each hop (2 ms) is analysed from audio already received, with a
-short window (see :data:`WINDOW_MS`), so a result emitted live at time t
-describes the signal around ``t - DELAY_S``; ``time_s`` is stamped that way.
+The streaming core is :class:`cadenza.engine.dsp.pitch.PitchTracker` (causal,
+2 ms hops, fixed delay ``DELAY_S``).
 
 :class:`PitchListener` is the graph node (type ``"pitch"``). It publishes the
 controls ``f0_hz`` (0 while unvoiced), ``voicing`` (0..1, voiced when >= 0.5),
@@ -29,152 +22,13 @@ emits events that leave the engine (OSC / MIDI out):
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
-import numpy as np
-from scipy import signal
-
+from cadenza.engine.dsp import pitch_kernels as K
+from cadenza.engine.dsp.pitch import FMAX_HZ, FMIN_HZ, PitchTracker
 from cadenza.engine.events import OUTBOUND, Kind
 from cadenza.engine.node import Node, Option
-from cadenza.instruments.listeners import pitch_kernels as K
 
-INTERNAL_RATE = 16000  # Hz, target rate of the coarse period search
-HOP_MS = 2.0  # analysis hop, ms
-WINDOW_MS = 6.0  # analysis window, ms
-FMIN_HZ = 55.0
-FMAX_HZ = 1600.0
 NOTE_HOPS = 4  # pitch-to-MIDI: hops (8 ms) a new note must hold before it sounds
-DELAY_S = 0.006  # the listener's fixed delay (s): a row emitted at t describes t - DELAY_S
-
-DEFAULTS = {  # tuned on the training part by `python -m bench.pitch --tune --quick`
-    "threshold": 0.2,  # CMNDF first-dip threshold
-    "voicing_center": 0.40,  # full-rate dip depth nd with voicing probability 0.5
-    "voicing_slope": 0.08,
-    "voicing_hysteresis": 0.05,
-    "gate_db": -60.0,  # window level (dBFS) below which nothing is voiced
-    "octave_ratio": 0.5,  # drop an octave when nd(2 tau) < ratio * nd(tau) ...
-    "octave_margin": 0.015,  # ... and nd(2 tau) < nd(tau) - margin (nd: full-rate dip depth)
-    "cmndf_weight": 0.5,  # voicing depth = max(nd, weight * CMNDF at the pick)
-    "near_best": 0.1,  # the first dip must also be within this of the deepest
-    "stick": 0.05,  # nd bonus of staying near the previous voiced pitch
-}
-
-
-class PitchFrames(NamedTuple):
-    """Per-hop results. ``time_s``: emission time minus ``DELAY_S`` (s); ``f0_hz``: best
-    guess, also while unvoiced (Hz); ``voicing``: probability 0..1; ``loudness_db``: A-weighted dB."""
-
-    time_s: np.ndarray
-    f0_hz: np.ndarray
-    voicing: np.ndarray
-    loudness_db: np.ndarray
-
-    @property
-    def voiced(self) -> np.ndarray:
-        return self.voicing >= 0.5
-
-
-def a_weighting_sos(sample_rate: float) -> np.ndarray:
-    """IEC 61672 A-weighting as a digital SOS (bilinear transform), 0 dB at 1 kHz."""
-    poles = -2 * np.pi * np.array([20.598997, 20.598997, 107.65265, 737.86223, 12194.217, 12194.217])
-    z, p, k = signal.bilinear_zpk(np.zeros(4), poles, 1.0, sample_rate)
-    sos = signal.zpk2sos(z, p, k)
-    _, h = signal.sosfreqz(sos, worN=[1000.0], fs=sample_rate)
-    sos[0, :3] /= abs(h[0])
-    return sos
-
-
-def pitch_path_sos(sample_rate: float, internal_rate: float) -> np.ndarray:
-    """High-pass (40 Hz) + anti-alias low-pass (0.4 × the internal rate) before decimation."""
-    hp = signal.butter(2, 40.0, "highpass", fs=sample_rate, output="sos")
-    lp = signal.butter(8, 0.4 * internal_rate, "lowpass", fs=sample_rate, output="sos")
-    return np.ascontiguousarray(np.vstack([hp, lp]))
-
-
-class PitchTracker:
-    """Causal f0 / voicing / loudness tracker for mono audio at ``sample_rate`` Hz.
-
-    ``process(block)`` takes float audio of any length and returns the hops
-    completed in it; ``process_into`` is the allocation-free path the node uses.
-    State lives in the object; ``reset()`` clears it.
-    """
-
-    def __init__(self, sample_rate: int, fmin: float = FMIN_HZ, fmax: float = FMAX_HZ,
-                 window_ms: float = WINDOW_MS, **settings):
-        unknown = set(settings) - set(DEFAULTS)
-        if unknown:
-            raise TypeError(f"unknown tracker setting(s): {', '.join(sorted(unknown))}")
-        if not 8000 <= sample_rate <= 192000:
-            raise ValueError(f"sample rate {sample_rate} Hz: allowed 8000..192000")
-        if not 30.0 <= fmin < fmax <= 4000.0:
-            raise ValueError(f"fmin {fmin} / fmax {fmax} Hz: allowed 30 <= fmin < fmax <= 4000")
-        self.sample_rate = int(sample_rate)
-        self.settings = DEFAULTS | settings
-        dec = max(1, round(sample_rate / INTERNAL_RATE))
-        low_rate = sample_rate / dec
-        self.hop = dec * max(1, round(HOP_MS * 1e-3 * low_rate))  # input samples
-        win = max(8, round(window_ms * 1e-3 * low_rate))
-        tau_min = max(2, math.floor(low_rate / fmax))
-        tau_max = math.ceil(low_rate / fmin)
-        s = self.settings
-        cfg = np.zeros(K.N_CONFIG, np.float64)
-        cfg[K.C_DEC], cfg[K.C_HOP], cfg[K.C_WIN] = dec, self.hop, win
-        cfg[K.C_TAU_MIN], cfg[K.C_TAU_MAX] = tau_min, tau_max
-        cfg[K.C_THRESH] = s["threshold"]
-        cfg[K.C_V_CENTER], cfg[K.C_V_SLOPE] = s["voicing_center"], s["voicing_slope"]
-        cfg[K.C_V_HYST], cfg[K.C_GATE_DB] = s["voicing_hysteresis"], s["gate_db"]
-        cfg[K.C_OCT_RATIO], cfg[K.C_OCT_MARGIN] = s["octave_ratio"], s["octave_margin"]
-        cfg[K.C_STICK], cfg[K.C_NEAR_BEST] = s["stick"], s["near_best"]
-        cfg[K.C_CMNDF_WEIGHT] = s["cmndf_weight"]
-        cfg[K.C_LOUD_WIN] = win * dec
-        cfg[K.C_SR] = sample_rate
-        self.cfg = cfg
-        self.sos_pitch = pitch_path_sos(sample_rate, low_rate)
-        self.sos_aw = a_weighting_sos(sample_rate)
-        self.z_pitch = np.zeros((self.sos_pitch.shape[0], 2))
-        self.z_aw = np.zeros((self.sos_aw.shape[0], 2))
-        self.lo = np.zeros(2 * (win + tau_max + 8))
-        self.hi = np.zeros(2 * (win * dec + (tau_max + 3) * dec + 8))
-        self.ld = np.zeros(2 * (win * dec + 1))
-        self.d = np.zeros(tau_max + 3)
-        self.c = np.zeros(tau_max + 3)
-        self.r = np.zeros(2 * dec + 4)
-        self.st = np.zeros(K.N_STATE)
-        self.ist = np.zeros(K.N_ISTATE, np.int64)
-        self.delay_s = DELAY_S
-        self._hops = np.zeros((4, 0))
-        self._pub = np.zeros((4, 0))
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget all audio heard so far."""
-        for arr in (self.z_pitch, self.z_aw, self.lo, self.hi, self.ld, self.st, self.ist):
-            arr[...] = 0
-        self.st[K.S_LOUD] = K.LOUD_FLOOR_DB
-
-    def buffers(self, max_block: int) -> tuple[np.ndarray, np.ndarray]:
-        """Preallocated (hops, per-sample) outputs for blocks up to ``max_block`` frames."""
-        return np.zeros((4, max_block // self.hop + 2)), np.zeros((4, max_block))
-
-    def process_into(self, block: np.ndarray, hops_out: np.ndarray, pub: np.ndarray) -> int:
-        """Real-time path: fill ``hops_out`` / ``pub`` (see :func:`pitch_kernels.track`); returns hops."""
-        return K.track(block, self.cfg, self.st, self.ist, self.sos_pitch, self.z_pitch,
-                       self.sos_aw, self.z_aw, self.lo, self.hi, self.ld, self.d, self.c, self.r,
-                       hops_out, pub)
-
-    def process(self, block) -> PitchFrames:
-        """Stream one block (float, mono) and return the hops completed in it."""
-        block = np.ascontiguousarray(block, np.float32).reshape(-1)
-        if self._pub.shape[1] < block.shape[0]:
-            self._hops, self._pub = self.buffers(block.shape[0])
-        n = self.process_into(block, self._hops, self._pub)
-        h = self._hops[:, :n]
-        return PitchFrames(h[3] / self.sample_rate - self.delay_s, h[0].copy(), h[1].copy(), h[2].copy())
-
-    def process_file(self, audio: np.ndarray, block: int = 128) -> PitchFrames:
-        """Run a whole mono signal through the streaming path in ``block``-frame pieces."""
-        parts = [self.process(audio[i:i + block]) for i in range(0, len(audio), block)]
-        return PitchFrames(*(np.concatenate(col) for col in zip(*parts)))
 
 
 def hz_to_midi(f0: float) -> float:

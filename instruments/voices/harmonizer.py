@@ -36,7 +36,7 @@ from cadenza.engine.errors import ModelError
 from cadenza.engine.events import Kind
 from cadenza.engine.node import Node, Option, Param
 from cadenza.engine.dsp import ddsp as D
-from cadenza.instruments.listeners.pitch import PitchTracker
+from cadenza.engine.dsp.pitch import PitchTracker
 from cadenza.models.vocoder import features as F
 from cadenza.models.vocoder import model as M
 

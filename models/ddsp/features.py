@@ -1,6 +1,6 @@
 """Decoder inputs from audio: the project's own causal pitch/loudness listener, as on stage.
 
-The listener (:class:`cadenza.instruments.listeners.pitch.PitchTracker`) runs at the live rate
+The listener (:class:`cadenza.engine.dsp.pitch.PitchTracker`) runs at the live rate
 (:data:`LIVE_RATE`) over the audio, and each control frame takes the values the
 voice node would read at that frame's last sample: ``f0_held_hz`` (last voiced
 f0, held), ``voicing`` (0..1) and ``loudness_db`` (A-weighted dB). Nothing
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import resample_poly
 
-from cadenza.instruments.listeners.pitch import PitchTracker
+from cadenza.engine.dsp.pitch import PitchTracker
 
 LIVE_RATE = 48000  # Hz
 

@@ -7,7 +7,7 @@ Hann window of ``WIN_S`` (21.3 ms) that *ends* at the frame's last sample
 A reads about A/2 in its bin at every rate. Mel filters are Slaney-style
 triangles (area-normalised) from ``FMIN_HZ`` to ``FMAX_HZ``.
 
-f0 comes from :class:`cadenza.instruments.listeners.pitch.PitchTracker` (the same streaming
+f0 comes from :class:`cadenza.engine.dsp.pitch.PitchTracker` (the same streaming
 tracker the live node runs): per frame, the held f0 (Hz, last voiced value)
 and the voicing probability as the tracker reported them at the frame's end.
 """
@@ -107,7 +107,7 @@ def pitch_frames(audio: np.ndarray, sr: float) -> tuple[np.ndarray, np.ndarray]:
 
     Frame t takes the tracker's per-sample output at sample (t+1)·hop − 1.
     """
-    from cadenza.instruments.listeners.pitch import PitchTracker
+    from cadenza.engine.dsp.pitch import PitchTracker
 
     tracker = PitchTracker(int(sr))
     block = 1024
