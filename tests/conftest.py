@@ -13,6 +13,7 @@ import time
 import pytest
 
 os.environ.setdefault("JACK_NO_START_SERVER", "1")
+os.environ.setdefault("NUMBA_NRT_STATS", "1")  # before numba loads: tests/test_contract.py counts NRT allocations
 _counter = itertools.count()
 HARD_TIMEOUT_S = 420  # past pytest-timeout's 300 s: for a hang that holds (or lost) the GIL
 

@@ -130,8 +130,9 @@ def test_beats_tool_rejects_a_missing_file(tmp_path, capsys):
 def test_numba_onset_network_agrees_with_torch(tmp_path):
     import torch
 
-    from cadenza.instruments.listeners import beat_kernels as bk
-    from cadenza.instruments.listeners.beat import N_GROUPS, load_onset_net
+    from cadenza.engine.dsp import onset as bk
+    from cadenza.engine.dsp.onset import N_GROUPS
+    from cadenza.instruments.listeners.beat import load_onset_net
     from cadenza.models.beat.train import OnsetNet
     from cadenza.models.weights import save_weights
 

@@ -87,7 +87,8 @@ def vocoder_kernel(out, modulator, carrier, mod_coefs, car_coefs, mod_state, car
                    attack_s, release_s, sibilance, gain):
     """Vocode one block.
 
-    out: (2, frames) float32; modulator: (frames,) float32; carrier: (2, frames) float32
+    out: (2, frames) float32; modulator: (1, frames) float32 (row 0 is read: a per-block row view
+    passed in from Python would cost an allocation numba keeps); carrier: (2, frames) float32
     (read only when ``carrier_mode`` is 0 = input; 1 = internal saw at ``carrier_hz``, 2 = noise).
     mod_coefs / car_coefs: (3, bands) band-pass biquads (see :func:`bandpass_coefs`), each band
     run twice in cascade; mod_state: (4, bands); car_state: (2, 4, bands); env: (bands,) voice
@@ -121,7 +122,7 @@ def vocoder_kernel(out, modulator, carrier, mod_coefs, car_coefs, mod_state, car
                 break
     # pass 1, per sample: unvoiced detector, carrier (+ noise when unvoiced)
     for i in range(frames):
-        x = modulator[i]
+        x = modulator[0, i]
         hp = _biquad(x, hp_coefs, hp_state)
         misc[2] += det * (hp * hp - misc[2])
         misc[3] += det * (x * x - misc[3])
@@ -148,7 +149,7 @@ def vocoder_kernel(out, modulator, carrier, mod_coefs, car_coefs, mod_state, car
     b0s, a1s, a2s = mod_coefs[0], mod_coefs[1], mod_coefs[2]
     s0, s1, s2, s3 = mod_state[0], mod_state[1], mod_state[2], mod_state[3]
     for i in range(frames):
-        x = modulator[i]
+        x = modulator[0, i]
         trace = env_trace[i]
         for k in range(bands):
             z = _band(x, k, b0s, a1s, a2s, s0, s1, s2, s3)
@@ -255,7 +256,7 @@ class ChannelVocoder(Node):
             self._formant = p[2]
             np.multiply(self.centres, 2.0 ** (float(p[2]) / 12.0), out=self.shifted)
             bandpass_coefs(self.car_coefs, self.shifted, self.ratio, self.sample_rate)
-        vocoder_kernel(io.outputs["out"], io.inputs["modulator"][0], io.inputs["carrier"],
+        vocoder_kernel(io.outputs["out"], io.inputs["modulator"], io.inputs["carrier"],
                        self.mod_coefs, self.car_coefs, self.mod_state, self.car_state, self.env,
                        self.car_env, self.misc, self.hp_coefs, self.scratch, self.env_trace,
                        self.carrier_mode, p[4],
