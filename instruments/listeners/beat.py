@@ -20,9 +20,10 @@ else the sample where it decides — plus one ``Kind.BEAT_PREDICTION`` per beat,
 The beat activation is, by default, the geometric mean of a log-filtered
 spectral-flux ratio and a tiny causal onset GRU (models/beat, run as a numba
 port); either may be used alone (``activation``). The onset novelty, the
-network step and the bar-pointer forward pass are in
-:mod:`instruments.beat_kernels`. Zero lookahead; deterministic.
-The same object runs over a file in :mod:`instruments.beat_cli`.
+network step are in :mod:`cadenza.engine.dsp.onset` (shared with the
+network's trainer), the bar-pointer forward pass in
+:mod:`cadenza.instruments.listeners.beat_kernels`. Zero lookahead; deterministic.
+The same object runs over a file in :mod:`cadenza.engine.cli.beats`.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ import numpy as np
 
 from cadenza.engine.errors import ModelError
 from cadenza.engine.events import Kind
+from cadenza.engine.dsp import onset
+from cadenza.engine.dsp.onset import N_GROUPS, OnsetFrontEnd
 from cadenza.engine.node import Context, Node, NodeIO, Option
 from cadenza.instruments.listeners import beat_kernels as bk
 
 MAX_EVENTS = 16  # per block: a few beats and predictions at most
-LOW_HZ = 250.0  # bands centred below this get the ``low_boost``
-GROUP_FMIN, N_GROUPS = 30.0, 27  # the network's input: band differences in third octaves from 30 Hz
 NET_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "beat" / "onset_gru.pt"
 
 
@@ -47,7 +48,7 @@ _NO_NET = {k: np.zeros((0, 0) if k.startswith("w_h") or k == "w_ih" else 0, np.f
 
 
 def load_onset_net(path: Path = NET_WEIGHTS) -> dict[str, np.ndarray]:
-    """The onset GRU's weights as float64 arrays for :func:`cadenza.instruments.listeners.beat_kernels.gru_step`."""
+    """The onset GRU's weights as float64 arrays for :func:`cadenza.engine.dsp.onset.gru_step`."""
     from cadenza.models.weights import load_weights, reading
 
     if not path.is_file():
@@ -69,10 +70,10 @@ class BeatTracker(Node):
     OPTIONS = {
         "min_bpm": Option(float, default=55.0, lo=20.0, hi=300.0, doc="slowest tempo tracked, BPM"),
         "max_bpm": Option(float, default=190.0, lo=30.0, hi=400.0, doc="fastest tempo tracked, BPM"),
-        "fps": Option(float, default=100.0, lo=50.0, hi=400.0, doc="novelty frames per second"),
-        "window_ms": Option(float, default=46.0, lo=10.0, hi=200.0,
+        "fps": Option(float, default=onset.FPS, lo=50.0, hi=400.0, doc="novelty frames per second"),
+        "window_ms": Option(float, default=onset.WINDOW_MS, lo=10.0, hi=200.0,
                             doc="analysis window, ms (rounded to a power of two in samples)"),
-        "delay_ms": Option(float, default=12.0, lo=0.0, hi=200.0,
+        "delay_ms": Option(float, default=onset.DELAY_MS, lo=0.0, hi=200.0,
                            doc="how far a frame's onset evidence lags its last sample, ms"),
         "kappa": Option(float, default=2.0, lo=0.01, hi=100.0,
                         doc="novelty → activation: (flux / (flux + kappa * running mean)) ** gamma"),
@@ -90,10 +91,10 @@ class BeatTracker(Node):
         "prior_bpm": Option(float, default=110.0, lo=30.0, hi=300.0, doc="centre of the tempo prior, BPM"),
         "prior_octaves": Option(float, default=1.0, lo=0.0, hi=10.0,
                                 doc="width of the tempo prior, octaves (0: flat)"),
-        "bands_per_octave": Option(int, default=12, lo=3, hi=48),
-        "low_boost": Option(float, default=3.0, lo=0.0, hi=20.0,
+        "bands_per_octave": Option(int, default=onset.BANDS_PER_OCTAVE, lo=3, hi=48),
+        "low_boost": Option(float, default=onset.LOW_BOOST, lo=0.0, hi=20.0,
                             doc="extra weight of the flux below 250 Hz (kick, bass)"),
-        "max_filter": Option(int, default=1, lo=0, hi=8, doc="SuperFlux neighbour bands each side"),
+        "max_filter": Option(int, default=onset.MAX_FILTER, lo=0, hi=8, doc="SuperFlux neighbour bands each side"),
         "gate_db": Option(float, default=-60.0, lo=-120.0, hi=0.0,
                           doc="input power (dBFS) below which no beats are emitted"),
         "conf_min": Option(float, default=0.3, lo=0.0, hi=1.0, doc="confidence below which no beats are emitted"),
@@ -119,16 +120,10 @@ class BeatTracker(Node):
         o = self.options
         sr = float(ctx.sample_rate)
         self.sample_rate = sr
-        hop = max(1, int(round(sr / o["fps"])))
-        fps = sr / hop
-        win = 1 << int(np.round(np.log2(o["window_ms"] * 1e-3 * sr)))
+        self.front = f = OnsetFrontEnd(sr, o["fps"], o["window_ms"], o["bands_per_octave"], o["low_boost"],
+                                       o["max_filter"])
+        hop, fps, win = f.hop, f.fps, f.win
         self.hop, self.fps, self.win = hop, fps, win
-        self.rev, self.cos_t, self.sin_t = bk.fft_tables(win)
-        self.window = np.hanning(win).astype(np.float64)
-        self.b_start, self.b_len, self.b_w = bk.log_filterbank(win, sr, o["bands_per_octave"])
-        n_bands = self.b_start.shape[0]
-        centre_hz = (self.b_start + self.b_len / 2) * sr / win
-        self.b_gain = 1.0 + o["low_boost"] * (centre_hz < LOW_HZ)
         self.tau, self.off, self.obs_w, self.trans, self.t_lo, self.t_hi, self.prior = bk.state_space(
             fps, o["min_bpm"], o["max_bpm"], o["lambda_t"], o["jump"], o["prior_bpm"],
             o["prior_octaves"], o["lambda_o"])
@@ -137,8 +132,6 @@ class BeatTracker(Node):
         positions = np.arange(n_states) - self.off[self.state_tempo]
         self.hist = np.zeros(20, np.float64)
         self.state_bin = (positions * len(self.hist)) // self.tau[self.state_tempo]
-        self.bdiff = np.zeros(n_bands, np.float64)
-        self.group = np.clip(np.floor(np.log2(centre_hz / GROUP_FMIN) * 3), 0, N_GROUPS - 1).astype(np.int64)
         self.xin = np.zeros(N_GROUPS, np.float64)
         self.net = _NO_NET if o["activation"] == "flux" else load_onset_net(Path(o["weights"] or NET_WEIGHTS))
         hidden = self.net["w_hh"].shape[1]
@@ -166,12 +159,6 @@ class BeatTracker(Node):
         self.cfg = cfg
         self.st = np.zeros(bk.N_ST, np.float64)
         self.ring = np.zeros(win, np.float64)
-        self.frame = np.zeros(win, np.float64)
-        self.re = np.zeros(win // 2, np.float64)
-        self.im = np.zeros(win // 2, np.float64)
-        self.mag = np.zeros(win // 2 + 1, np.float64)
-        self.cur = np.zeros(n_bands, np.float64)
-        self.prev = np.zeros(n_bands, np.float64)
         self.alpha = np.zeros(n_states, np.float64)
         self.tmp = np.zeros(n_states, np.float64)
         self.ends = np.zeros(self.tau.shape[0], np.float64)
@@ -194,7 +181,7 @@ class BeatTracker(Node):
         self.st[bk.S_LAST_BEAT] = -1e18
         self.st[bk.S_LAST_PRED] = -1e18
         self.ring[:] = 0.0
-        self.prev[:] = 0.0
+        self.front.prev[:] = 0.0
         self.h[:] = 0.0
         bk.reset_alpha(self.alpha, self.tau, self.off, self.prior)
 
@@ -203,11 +190,11 @@ class BeatTracker(Node):
         self.act_log = np.zeros(frames, np.float64)
 
     def _run(self, x: np.ndarray, block_start: int, out: dict) -> int:
+        f = self.front
         return bk.beat_block(
-            x, block_start, self.cfg, self.st, self.ring, self.window, self.frame, self.re, self.im, self.mag,
-            self.rev,
-            self.cos_t, self.sin_t, self.b_start, self.b_len, self.b_w, self.b_gain, self.cur, self.prev,
-            self.bdiff, self.options["max_filter"], self.group, self.xin, self.net["w_ih"], self.net["w_hh"], self.net["b_ih"],
+            x, block_start, self.cfg, self.st, self.ring, f.window, f.frame, f.re, f.im, f.mag, f.rev,
+            f.cos_t, f.sin_t, f.b_start, f.b_len, f.b_w, f.b_gain, f.cur, f.prev,
+            f.bdiff, f.max_filter, f.group, self.xin, self.net["w_ih"], self.net["w_hh"], self.net["b_ih"],
             self.net["b_hh"], self.net["w_out"], self.net["b_out"], self.h, self.gates_i, self.gates_h, self.alpha, self.tmp, self.ends, self.hist, self.tau, self.off,
             self.trans, self.t_lo, self.t_hi, self.prior, self.obs_w, self.options["lambda_o"], self.state_tempo, self.state_bin,
             out["bpm"], out["phase"], out["confidence"], out["next_beat_s"],

@@ -1,10 +1,7 @@
-"""Numba kernels of the streaming beat tracker: onset novelty and the bar-pointer forward pass.
+"""Numba kernels of the streaming beat tracker: the bar-pointer forward pass over the onset activation.
 
-Onset novelty (one value per hop, ``fps`` frames per second): a Hann-windowed
-FFT of the newest ``win`` samples, magnitudes summed into log-spaced triangular
-bands (``bands_per_octave``), compressed with ``log10(1 + x)``, then the
-positive spectral flux against the previous frame, each band compared with the
-maximum of its neighbours (the SuperFlux trick, so vibrato does not count).
+The onset front end (spectral flux per band and the onset GRU) is in
+:mod:`cadenza.engine.dsp.onset`, shared with the onset network's trainer.
 
 Beat inference: the state space of Krebs, Böck & Widmer (2015), "An efficient
 state space model for joint tempo and meter tracking". A state is (tempo,
@@ -33,6 +30,8 @@ import math
 import numpy as np
 from numba import njit
 
+from cadenza.engine.dsp.onset import group_bands, gru_step, novelty
+
 # indices into the float64 config array ``cfg``
 C_SR, C_HOP, C_WIN, C_DELAY, C_KAPPA, C_MU_COEF, C_LEVEL_COEF, C_GATE_DB, \
     C_CONF_MIN, C_LEAD, C_MIN_LEAD, C_LATE_TOL, C_OBS_FLOOR, C_NOVELTY_FLOOR, C_GAMMA, C_JUMP, C_MIX = range(17)
@@ -46,109 +45,6 @@ N_ST = 14
 # event kinds written to the kernel's event buffer (mirror cadenza.engine.events.Kind)
 EV_BEAT = 8
 EV_PREDICTION = 13
-
-
-# --------------------------------------------------------------------------- FFT
-
-
-def fft_tables(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tables for a real FFT of size ``n`` done as a complex FFT of size ``n // 2``.
-
-    Returns the bit-reversal permutation of ``n // 2`` and the twiddles
-    ``exp(-2 pi i k / n)`` (cos, sin) for k < n // 2.
-    """
-    m = n // 2
-    bits = int(round(math.log2(m)))
-    if 1 << bits != m or m < 2:
-        raise ValueError("FFT size must be a power of two >= 4")
-    idx = np.arange(m)
-    rev = np.zeros(m, np.int64)
-    for b in range(bits):
-        rev |= ((idx >> b) & 1) << (bits - 1 - b)
-    k = np.arange(m)
-    return rev, np.cos(2 * np.pi * k / n), -np.sin(2 * np.pi * k / n)
-
-
-@njit(nogil=True, cache=True)
-def _fft(re, im, rev, cos_t, sin_t, tw_step):
-    """In-place iterative radix-2 complex FFT of size ``re.shape[0]`` (twiddle stride ``tw_step``)."""
-    n = re.shape[0]
-    for i in range(n):
-        j = rev[i]
-        if j > i:
-            t = re[i]
-            re[i] = re[j]
-            re[j] = t
-            t = im[i]
-            im[i] = im[j]
-            im[j] = t
-    size = 2
-    while size <= n:
-        half = size // 2
-        step = (n // size) * tw_step
-        for k in range(half):
-            wr = cos_t[k * step]
-            wi = sin_t[k * step]
-            for a in range(k, n, size):
-                b = a + half
-                tr = wr * re[b] - wi * im[b]
-                ti = wr * im[b] + wi * re[b]
-                re[b] = re[a] - tr
-                im[b] = im[a] - ti
-                re[a] += tr
-                im[a] += ti
-        size *= 2
-
-
-@njit(nogil=True, cache=True)
-def rfft_mag(frame, re, im, mag, rev, cos_t, sin_t):
-    """Magnitudes of bins 0 .. n/2 of the real FFT of ``frame`` (n,); ``re``/``im`` are (n/2,) scratch."""
-    m = re.shape[0]
-    for k in range(m):
-        re[k] = frame[2 * k]
-        im[k] = frame[2 * k + 1]
-    _fft(re, im, rev, cos_t, sin_t, 2)
-    mag[0] = abs(re[0] + im[0])
-    mag[m] = abs(re[0] - im[0])
-    for k in range(1, m):
-        zr, zi = re[k], im[k]
-        cr, ci = re[m - k], -im[m - k]  # conj(Z[m - k])
-        er, ei = 0.5 * (zr + cr), 0.5 * (zi + ci)  # even part
-        dr, di = 0.5 * (zr - cr), 0.5 * (zi - ci)  # odd part times i
-        # X[k] = E + W^k * (-i) * D
-        orr, oi = di, -dr
-        wr, wi = cos_t[k], sin_t[k]
-        xr = er + wr * orr - wi * oi
-        xi = ei + wr * oi + wi * orr
-        mag[k] = math.sqrt(xr * xr + xi * xi)
-
-
-# --------------------------------------------------------------------------- filterbank
-
-
-def log_filterbank(win: int, sr: float, bands_per_octave: int = 12, fmin: float = 30.0,
-                   fmax: float = 17000.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Triangular log-spaced bands over the ``win // 2 + 1`` FFT bins, each of unit area.
-
-    Returns (start bin, length, weights packed one band after another).
-    """
-    n_bins = win // 2 + 1
-    fmax = min(fmax, sr / 2 * 0.98)
-    n_oct = math.log2(fmax / fmin)
-    centers = fmin * 2.0 ** (np.arange(int(n_oct * bands_per_octave) + 1) / bands_per_octave)
-    bins = np.unique(np.round(centers * win / sr).astype(np.int64))
-    bins = bins[(bins > 0) & (bins < n_bins)]
-    starts, lengths, weights = [], [], []
-    for i in range(1, len(bins) - 1):
-        lo, mid, hi = bins[i - 1], bins[i], bins[i + 1]
-        w = np.concatenate([np.linspace(0, 1, mid - lo, endpoint=False), np.linspace(1, 0, hi - mid + 1)])
-        w = w[1:-1] if len(w) > 2 else np.ones(1)
-        first = lo + 1 if hi - lo > 1 else mid
-        w = w / w.sum()
-        starts.append(first)
-        lengths.append(len(w))
-        weights.append(w)
-    return (np.array(starts, np.int64), np.array(lengths, np.int64), np.concatenate(weights))
 
 
 # --------------------------------------------------------------------------- state space
@@ -198,41 +94,6 @@ def reset_alpha(alpha, tau, off, prior):
 
 
 # --------------------------------------------------------------------------- per frame
-
-
-@njit(nogil=True, cache=True)
-def novelty(ring, wpos, window, frame, re, im, mag, rev, cos_t, sin_t, b_start, b_len, b_w, b_gain,
-            cur, prev, bdiff, max_w):
-    """Spectral flux of the newest window in ``ring`` (write position ``wpos``), band ``b`` weighted ``b_gain[b]``.
-
-    ``bdiff`` receives each band's positive difference (the onset network's input).
-    """
-    n = window.shape[0]
-    for i in range(n):
-        frame[i] = ring[(wpos + i) % n] * window[i]
-    rfft_mag(frame, re, im, mag, rev, cos_t, sin_t)
-    k = 0
-    for b in range(b_start.shape[0]):
-        acc = 0.0
-        for i in range(b_len[b]):
-            acc += b_w[k] * mag[b_start[b] + i]
-            k += 1
-        cur[b] = math.log10(1.0 + acc)
-    nb = cur.shape[0]
-    flux = 0.0
-    for b in range(nb):
-        ref = prev[b]
-        for d in range(1, max_w + 1):
-            if b - d >= 0 and prev[b - d] > ref:
-                ref = prev[b - d]
-            if b + d < nb and prev[b + d] > ref:
-                ref = prev[b + d]
-        diff = max(cur[b] - ref, 0.0)
-        bdiff[b] = diff
-        flux += diff * b_gain[b]
-    for b in range(nb):
-        prev[b] = cur[b]
-    return flux
 
 
 @njit(nogil=True, cache=True)
@@ -325,64 +186,6 @@ def _phase_confidence(alpha, state_bin, hist):
         if acc > best:
             best = acc
     return best
-
-
-@njit(nogil=True, cache=True)
-def _sigmoid(v):
-    return 1.0 / (1.0 + math.exp(-v))
-
-
-@njit(nogil=True, cache=True)
-def gru_step(x, h, gi, gh, w_ih, w_hh, b_ih, b_hh, w_out, b_out):
-    """One step of a one-layer GRU (torch's gate order r, z, n) and a sigmoid read-out.
-
-    ``x`` (inputs,), ``h`` (hidden,) updated in place; ``gi``/``gh`` (3 * hidden,) scratch.
-    Returns the beat activation 0..1.
-    """
-    n_h = h.shape[0]
-    for g in range(3 * n_h):
-        acc = b_ih[g]
-        for k in range(x.shape[0]):
-            acc += w_ih[g, k] * x[k]
-        gi[g] = acc
-        acc = b_hh[g]
-        for k in range(n_h):
-            acc += w_hh[g, k] * h[k]
-        gh[g] = acc
-    out = b_out[0]
-    for k in range(n_h):
-        r = _sigmoid(gi[k] + gh[k])
-        z = _sigmoid(gi[n_h + k] + gh[n_h + k])
-        n = math.tanh(gi[2 * n_h + k] + r * gh[2 * n_h + k])
-        h[k] = (1.0 - z) * n + z * h[k]
-        out += w_out[k] * h[k]
-    return _sigmoid(out)
-
-
-@njit(nogil=True, cache=True)
-def group_bands(bdiff, group, xin):
-    """Sum band differences into the network's fixed third-octave groups (rate-independent)."""
-    for g in range(xin.shape[0]):
-        xin[g] = 0.0
-    for b in range(bdiff.shape[0]):
-        xin[group[b]] += bdiff[b]
-
-
-@njit(nogil=True, cache=True)
-def band_features(audio, hop, window, frame, re, im, mag, rev, cos_t, sin_t, b_start, b_len, b_w, b_gain,
-                  cur, prev, bdiff, max_w, group, out):
-    """Each frame's grouped band differences, (frames, groups) into ``out``: the same numbers the
-    streaming kernel feeds the network (frame ``k`` ends at sample ``(k + 1) * hop``). For training."""
-    win = window.shape[0]
-    ring = np.zeros(win)
-    for k in range(out.shape[0]):
-        end = (k + 1) * hop
-        for i in range(win):
-            j = end - win + i
-            ring[i] = audio[j] if 0 <= j < audio.shape[0] else 0.0
-        novelty(ring, 0, window, frame, re, im, mag, rev, cos_t, sin_t, b_start, b_len, b_w, b_gain,
-                cur, prev, bdiff, max_w)
-        group_bands(bdiff, group, out[k])
 
 
 # --------------------------------------------------------------------------- per block

@@ -4,7 +4,7 @@
 
 Input per 10 ms frame: the tracker's own band differences (log-filtered
 spectral flux per band) summed into 27 third-octave groups — computed by the
-same numba code the streaming node runs. Output: the probability that a beat
+same numba code the streaming node runs (:mod:`cadenza.engine.dsp.onset`). Output: the probability that a beat
 falls on this frame. A one-layer GRU (causal, no lookahead) and a sigmoid.
 Trained on the ``train0`` and ``train1`` splits (48 clips), checked on
 ``tune`` (24 clips); the held-out ``test`` split is never read. Writes
@@ -22,12 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from cadenza.engine.node import Context
-from cadenza.instruments.listeners import beat_kernels as bk
-from cadenza.instruments.listeners.beat import N_GROUPS, NET_WEIGHTS, BeatTracker
+from cadenza.engine.dsp.onset import DELAY_MS, N_GROUPS, OnsetFrontEnd
 from cadenza.models.weights import save_weights
 
 HERE = Path(__file__).resolve().parent
+NET_WEIGHTS = HERE / "onset_gru.pt"  # where the beat listener looks for them
 SR = 44100
 
 
@@ -47,13 +46,8 @@ class OnsetNet(nn.Module):
 
 def features(audio: np.ndarray) -> tuple[np.ndarray, float, float]:
     """(frames, groups) network inputs of a clip, the hop (s) and the tracker's frame delay (s)."""
-    node = BeatTracker("beat")
-    node.prepare(Context(SR, 128, "beat"))
-    out = np.zeros((len(audio) // node.hop, N_GROUPS), np.float64)
-    bk.band_features(audio, node.hop, node.window, node.frame, node.re, node.im, node.mag, node.rev,
-                     node.cos_t, node.sin_t, node.b_start, node.b_len, node.b_w, node.b_gain,
-                     node.cur, node.prev, node.bdiff, node.options["max_filter"], node.group, out)
-    return out, node.hop / SR, node.options["delay_ms"] * 1e-3
+    front = OnsetFrontEnd(SR)
+    return front.features(audio), front.hop / SR, DELAY_MS * 1e-3
 
 
 def targets(n_frames: int, hop_s: float, delay_s: float, beats: np.ndarray) -> np.ndarray:
