@@ -40,8 +40,8 @@ import numpy as np
 import torch
 from scipy.signal import resample_poly
 
-from cadenza.engine.events import EVENT_DTYPE, Inbox, Kind
-from cadenza.engine.node import Context, NodeIO
+from cadenza.engine.events import EVENT_DTYPE, Kind
+from cadenza.engine.harness import run
 from cadenza.instruments.voices.harmonizer import Harmonizer
 from cadenza.instruments.voices.synth import PolySynth
 from cadenza.instruments.voices.vocoder import ChannelVocoder
@@ -60,26 +60,13 @@ BANDS = 20
 def stream(node, inputs: dict[str, np.ndarray], sr: int, block: int, events=None):
     """Run ``node`` over whole input signals in blocks; returns (output (2, n), µs per block)."""
     n = next(iter(inputs.values())).shape[-1] // block * block
-    node.prepare(Context(sr, block, node.id))
-    nio = NodeIO(lambda *a: None, Inbox())
-    nio.outputs = {"out": np.zeros((2, block), np.float32)}
-    out = np.zeros((2, n), np.float32)
-    times = np.zeros(n // block)
-    if events is not None:
-        node._notes(events)
     gc.collect()
     gc.disable()
     try:
-        for b in range(n // block):
-            nio.inputs = {port: np.ascontiguousarray(x[:, b * block:(b + 1) * block]) for port, x in inputs.items()}
-            nio.block_start = b * block
-            t0 = time.perf_counter_ns()
-            node.process(nio)
-            times[b] = (time.perf_counter_ns() - t0) * 1e-3
-            out[:, b * block:(b + 1) * block] = nio.outputs["out"]
+        result = run(node, {port: x[:, :n] for port, x in inputs.items()}, sr, events, block)
     finally:
         gc.enable()
-    return out, times
+    return result.audio, result.block_us
 
 
 def neural(audio: np.ndarray) -> np.ndarray:
@@ -156,18 +143,7 @@ def chord_carrier(seconds: float) -> np.ndarray:
     for i, note in enumerate((48, 55, 64)):
         ev[i] = (0, Kind.NOTE_ON, 0, 0, note, 100, 0.0)
     n = int(seconds * LIVE_SR) // BLOCK * BLOCK
-    synth.prepare(Context(LIVE_SR, BLOCK))
-    nio = NodeIO(lambda *a: None, Inbox())
-    nio.outputs = {"out": np.zeros((2, BLOCK), np.float32)}
-    out = np.zeros((2, n), np.float32)
-    for row in ev:
-        nio.inbox.insert(row)
-    for b in range(n // BLOCK):
-        nio.block_start = b * BLOCK
-        synth.process(nio)
-        nio.inbox.clear()
-        out[:, b * BLOCK:(b + 1) * BLOCK] = nio.outputs["out"]
-    return out
+    return run(synth, None, LIVE_SR, ev, BLOCK, frames=n).audio
 
 
 def pyo_vocoder_times(modulator: np.ndarray, carrier: np.ndarray) -> np.ndarray:

@@ -74,6 +74,7 @@ class Engine:
         self._fade_theta = np.zeros(self.block, np.float32)
         self._fade_gain = np.zeros(self.block, np.float32)
         self._retired: collections.deque[Graph] = collections.deque()
+        self._worker = None  # the worker lane, made on first use of ``worker``
         self.patch = patch
         self.graph = self.build_graph(patch)
         self.midi_map = MidiMap(patch.table("midi"), self.graph)
@@ -131,6 +132,19 @@ class Engine:
     def stamp(self, arrival: int | None = None) -> int:
         """Sample time for an event that arrived now (or at ``arrival``): + scheduling delay."""
         return (self.now() if arrival is None else arrival) + self.scheduling_delay
+
+    @property
+    def worker(self):
+        """The worker lane (:mod:`cadenza.engine.worker`): jobs off the audio thread whose events
+        come back through an input ring of this engine. Made and started on first use (touch it
+        in ``prepare`` or a control thread, never in ``process``); ``close()`` stops it."""
+        if self._worker is None:
+            from cadenza.engine.worker import WorkerLane
+
+            lane = WorkerLane(self.input_ring(), now=self.now)
+            lane.start()
+            self._worker = lane
+        return self._worker
 
     def node_index(self, node_id: str) -> int:
         return self.graph.index[node_id]
@@ -247,9 +261,11 @@ class Engine:
             "outbound-dropped": (self.outbound.dropped, "{new} outgoing event(s) dropped: the out ring was "
                                                         "full ({total} in all)"),
             "audio-error": (self.faults.count, self.faults.describe()),
-        }
+        } | (self._worker.problems() if self._worker is not None else {})
 
     def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
         for graph in [self.graph, self._next_graph, self._fading, *self.retired()]:
             if graph is not None:
                 graph.close()

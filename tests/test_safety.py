@@ -1,24 +1,13 @@
 import numpy as np
 
+from cadenza.engine import harness
 from cadenza.engine.events import BROADCAST, Kind, make_events
 from cadenza.engine.safety import Safety
-from cadenza.engine.node import Context, NodeIO
-from cadenza.engine.events import Inbox
 from tests.helpers import SYNTH_ONLY, engine_from_toml, render_blocks
 
 
 def _run_safety(signal: np.ndarray, block=128) -> np.ndarray:
-    node = Safety("safety")
-    node.prepare(Context(48000, block))
-    io = NodeIO(lambda *a: None, Inbox())
-    io.inputs["in"] = np.zeros((2, block), np.float32)
-    io.outputs["out"] = np.zeros((2, block), np.float32)
-    out = []
-    for start in range(0, signal.shape[1], block):
-        io.inputs["in"][:] = signal[:, start: start + block]
-        node.process(io)
-        out.append(io.outputs["out"].copy())
-    return np.concatenate(out, axis=1)
+    return harness.run(Safety("safety"), signal, 48000, block=block).audio
 
 
 def test_nan_inf_and_plus_40_db_come_out_finite_and_under_the_ceiling():

@@ -9,9 +9,9 @@ import torch
 from cadenza.engine.audio_io import write_wav
 from cadenza.engine.backends.offline import OfflineBackend
 from cadenza.engine.engine import Engine
-from cadenza.engine.events import EVENT_DTYPE, Inbox, Kind
+from cadenza.engine import harness
+from cadenza.engine.events import EVENT_DTYPE, Kind
 from cadenza.engine.midi import midi_to_events
-from cadenza.engine.node import Context, NodeIO
 from cadenza.engine.patch import load_patch
 from cadenza.instruments.voices.harmonizer import WEIGHTS, Harmonizer
 from cadenza.engine.dsp.pitch import PitchTracker
@@ -25,19 +25,10 @@ SR = 48000
 def run(node, inputs: dict, sr: int = SR, block: int = 128, notes=()) -> np.ndarray:
     """Stream whole signals through ``node`` block by block; returns its output (2, n)."""
     n = next(iter(inputs.values())).shape[-1] // block * block
-    node.prepare(Context(sr, block, node.id))
-    io = NodeIO(lambda *a: None, Inbox())
-    io.outputs = {"out": np.zeros((2, block), np.float32)}
+    events = np.zeros(len(notes), EVENT_DTYPE)
     for i, note in enumerate(notes):
-        io.inbox.insert((0, Kind.NOTE_ON, 0, 0, note, 100, 0.0))
-    out = np.zeros((2, n), np.float32)
-    for b in range(n // block):
-        io.inputs = {p: np.ascontiguousarray(x[:, b * block:(b + 1) * block], np.float32) for p, x in inputs.items()}
-        io.block_start = b * block
-        node.process(io)
-        io.inbox.clear()
-        out[:, b * block:(b + 1) * block] = io.outputs["out"]
-    return out
+        events[i] = (0, Kind.NOTE_ON, 0, 0, note, 100, 0.0)
+    return harness.run(node, {p: x[:, :n] for p, x in inputs.items()}, sr, events, block).audio
 
 
 def vowel(f0: float, seconds: float, sr: int = SR) -> np.ndarray:

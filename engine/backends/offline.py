@@ -22,8 +22,13 @@ class OfflineBackend:
         self.engine = engine
 
     def render(self, frames: int, adc: np.ndarray | None = None, events: np.ndarray | None = None,
-               progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """Output (2, frames) float32. ``adc``: (channels, n) input; ``events``: EVENT_DTYPE rows."""
+               progress: Callable[[int], None] | None = None,
+               on_block: Callable[[int], None] | None = None) -> np.ndarray:
+        """Output (2, frames) float32. ``adc``: (channels, n) input; ``events``: EVENT_DTYPE rows.
+
+        ``progress(frame)`` every 64 blocks; ``on_block(b)`` after each block ``b`` (the
+        harness reads the graph's controls and the outbound ring there).
+        """
         engine = self.engine
         block = engine.block
         n_blocks = -(-frames // block)
@@ -45,6 +50,8 @@ class OfflineBackend:
                 piece = adc[:n_in, start: start + block]
                 chunk[: piece.shape[0], : piece.shape[1]] = piece
             out[:, start: start + block] = engine.process(chunk if adc is not None else None)
+            if on_block is not None:
+                on_block(b)
             if progress is not None and b % 64 == 0:
                 progress(start)
         return out[:, :frames]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cadenza.engine.events import EVENT_DTYPE, Kind
-from cadenza.engine.node import Context, NodeIO
+from cadenza.engine import harness
+from cadenza.engine.events import Kind
 from cadenza.instruments.listeners.beat import BeatTracker
 
 
@@ -35,42 +35,17 @@ class BeatTrack:
         return float(np.median(self.beat_bpm)) if len(self.beat_bpm) else 0.0
 
 
-class _Collect:
-    """An ``emit`` that stores events in a list (file path only; the engine uses its rings)."""
-
-    def __init__(self):
-        self.events: list[tuple] = []
-
-    def __call__(self, time, kind, target, channel, a, b, value):
-        self.events.append((time, kind, target, channel, a, b, value))
-
-
 def track(audio: np.ndarray, sample_rate: int, block: int = 128, **options) -> BeatTrack:
-    """Run a fresh tracker over mono or (channels, frames) ``audio`` block by block."""
-    from cadenza.engine.events import Inbox
-
+    """Run a fresh tracker over mono or (channels, frames) ``audio`` block by block (the last
+    block padded with silence)."""
     x = np.asarray(audio, np.float32)
     if x.ndim == 2:
         x = x.mean(axis=0)
-    node = BeatTracker("beat", **options)
-    node.prepare(Context(sample_rate, block, "beat"))
-    collect = _Collect()
-    io = NodeIO(collect, Inbox())
-    io.inputs["in"] = np.zeros((1, block), np.float32)
-    io.published = {name: np.zeros(block, np.float32) for name in node.controls}
     n_blocks = -(-x.shape[0] // block)
-    bpm = np.zeros(n_blocks, np.float32)
-    conf = np.zeros(n_blocks, np.float32)
-    for b in range(n_blocks):
-        chunk = x[b * block: (b + 1) * block]
-        io.inputs["in"][0, : chunk.shape[0]] = chunk
-        io.inputs["in"][0, chunk.shape[0]:] = 0.0
-        io.block_start = b * block
-        io.frames = block
-        node.process(io)
-        bpm[b] = io.published["bpm"][-1]
-        conf[b] = io.published["confidence"][-1]
-    ev = np.array(collect.events, dtype=EVENT_DTYPE) if collect.events else np.zeros(0, EVENT_DTYPE)
+    result = harness.run(BeatTracker("beat", **options), x, sample_rate, block=block, frames=n_blocks * block)
+    bpm = result.controls["bpm"][block - 1::block]  # per block: its last frame
+    conf = result.controls["confidence"][block - 1::block]
+    ev = result.events
     is_beat = ev["kind"] == Kind.BEAT
     is_pred = ev["kind"] == Kind.BEAT_PREDICTION
     t = ev["time"] / sample_rate
