@@ -36,8 +36,9 @@ import torch
 
 from cadenza.engine.dsp.ddsp import noise_matrix, taper_hz
 from cadenza.models.ddsp import data, features
-from cadenza.models.ddsp import synth_torch as st
-from cadenza.models.ddsp.model import load, multiscale_spectral_loss, render
+from cadenza.models import ddsp_torch as st
+from cadenza.models.ddsp.model import load, render
+from cadenza.models.ddsp_torch import multiscale_spectral_loss
 from cadenza.models.ddsp.train import prepared
 
 ROOT = Path(__file__).resolve().parents[1]

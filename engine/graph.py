@@ -221,7 +221,21 @@ class Graph:
                                      f"allowed one of {', '.join(sorted(self.controls))}")
                 io.controls[local] = self.controls[name]
             node.prepare(Context(self.sample_rate, block, node.id, self.controls, self.index.__getitem__))
+            latency = node.latency_samples
+            if not isinstance(latency, int) or latency < 0:
+                raise PatchError(f"{self.patch.path}: node.{node.id}: latency_samples is {latency!r}, "
+                                 "allowed an int >= 0 (a bug in the node type)")
         self.output = self.ios[-1].outputs["out"]
+        self.latency_samples = self._path_latency(specs)
+
+    def _path_latency(self, specs) -> int:
+        """The patch's own latency: the longest sum of node latencies along any audio path (samples)."""
+        total: dict[str, int] = {}
+        for node in self.nodes[:-1]:  # dependency order: every source is done before its reader
+            spec = specs.get(node.id)
+            upstream = [total.get(src.split(":")[0], 0) for src in (spec.sources() if spec else [])]
+            total[node.id] = node.latency_samples + max(upstream, default=0)
+        return max(total.values(), default=0)
 
     def _sources(self, node: Node, specs) -> dict[str, list[str]]:
         spec = specs.get(node.id)

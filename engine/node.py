@@ -6,7 +6,8 @@ A node declares, as class attributes:
   when the patch loads;
 - ``PARAMS``: the live parameters a performer can move (name → :class:`Param`),
   set by ``PARAM`` events from MIDI CC, OSC or the patch;
-- ``ACCEPTS_NOTES``: whether note events may be routed to it.
+- ``ACCEPTS_NOTES`` / ``ACCEPTS_BUTTONS``: whether note (button) events may be
+  routed to it; a patch that routes them elsewhere fails to load, in one line.
 
 and per instance, in ``__init__`` (from its options):
 
@@ -15,8 +16,11 @@ and per instance, in ``__init__`` (from its options):
   value per frame of the block, visible to other nodes as ``"<id>.<name>"``;
 - ``reads``: the controls of other nodes it reads (local name → ``"<id>.<name>"``).
 
-``prepare(ctx)`` allocates and compiles; ``process(io)`` runs once per block
-and must be real-time safe; ``reset()`` clears state (tails cut, notes off).
+``prepare(ctx)`` allocates, loads and compiles, and sets ``latency_samples``
+(as JUCE's processors report theirs: the samples between an input and the
+output it causes, 0 for most nodes); ``process(io)`` runs once per block and
+must be real-time safe; ``reset()`` clears state (tails cut, notes off). The
+graph checks the declarations when a patch loads.
 """
 
 from __future__ import annotations
@@ -126,6 +130,7 @@ class Node:
     OPTIONS: dict[str, Option] = {}
     PARAMS: dict[str, Param] = {}
     ACCEPTS_NOTES = False
+    ACCEPTS_BUTTONS = False
 
     def __init__(self, node_id: str, **options):
         self.id = node_id
@@ -138,6 +143,7 @@ class Node:
                                dtype=np.float32)
         self.param_index = {name: i for i, name in enumerate(self.PARAMS)}
         self.param_bounds = [(p.lo, p.hi) for p in self.PARAMS.values()]
+        self.latency_samples = 0  # set in prepare when the node delays its input
 
     @classmethod
     def patch_keys(cls) -> dict[str, Option]:

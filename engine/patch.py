@@ -176,6 +176,8 @@ def parse_patch(text: str, path: Path) -> Patch:
                 where.fail(f"node.{spec.id}.input", i, src, "'adc' or a node id: " + ", ".join(sorted(ids)))
         if spec.notes_to and spec.notes_to not in ids:
             where.fail(f"node.{spec.id}.notes_to", i, spec.notes_to, "a node id: " + ", ".join(sorted(ids)))
+        if spec.notes_to:
+            _check_takes(nodes, spec.notes_to, "ACCEPTS_NOTES", "notes", f"node.{spec.id}.notes_to", i, where)
     for out in tables["patch"]["output"]:
         if out not in ids:
             where.fail("patch.output", None, out, "a node id: " + ", ".join(sorted(ids)))
@@ -211,10 +213,12 @@ def _parse_node(raw: Any, index: int, where: "_Locator", seen: set[str]) -> Node
 
 def _check_routes(tables, ids, nodes, where) -> None:
     midi = tables["midi"]
-    for section in ("notes", "buttons"):
+    for section, flag in (("notes", "ACCEPTS_NOTES"), ("buttons", "ACCEPTS_BUTTONS")):
         target = midi[section].get("to")
         if midi[section] and target not in ids:
             where.fail(f"midi.{section}.to", None, target, "a node id: " + ", ".join(sorted(ids)))
+        if midi[section]:
+            _check_takes(nodes, target, flag, section, f"midi.{section}.to", None, where)
     params = {f"{n.id}.{p}" for n in nodes for p in n.cls.PARAMS}
     for cc, dest in midi["cc"].items():
         if not cc.isdigit() or not 0 <= int(cc) <= 127:
@@ -227,6 +231,13 @@ def _check_routes(tables, ids, nodes, where) -> None:
     follow = tables["clock"]["follow"]
     if follow and follow not in ids:
         where.fail("clock.follow", None, follow, "a node id: " + ", ".join(sorted(ids)))
+
+
+def _check_takes(nodes, target: str, flag: str, what: str, key: str, index, where: "_Locator") -> None:
+    """A route must end at a node type that declares it takes ``what`` (notes, buttons)."""
+    takers = [n.id for n in nodes if getattr(n.cls, flag)]
+    if not getattr(next(n.cls for n in nodes if n.id == target), flag):
+        where.fail(key, index, target, f"a node that takes {what}: " + (", ".join(takers) or f"none in this patch"))
 
 
 def _check_osc(osc: dict, where: "_Locator") -> None:

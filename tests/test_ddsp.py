@@ -10,7 +10,7 @@ import torch
 
 from cadenza.engine.dsp.ddsp import (fill_noise, harmonic_amplitudes, harmonic_render, noise_matrix,
                                       noise_render, taper_hz)
-from cadenza.models.ddsp import synth_torch as st
+from cadenza.models import ddsp_torch as st
 
 
 def _render_kernels(f0, amps, mags, noise, hop, sr, max_hz, mat):

@@ -102,3 +102,28 @@ def test_scheduled_event_far_in_future_waits_for_its_block():
     eng.schedule(ev)
     render_blocks(eng, 8)
     assert (33, 50) in eng.graph.nodes[1].seen_events
+
+
+def test_patch_latency_is_the_longest_path_of_declared_node_latencies(tmp_path):
+    from cadenza.engine.patch import parse_patch
+    from cadenza.engine.engine import Engine
+
+    text = """
+[audio]
+inputs = 1
+[[node]]
+id = "ears"
+type = "pitch"
+input = "adc"
+[[node]]
+id = "room"
+type = "pyo_rack"
+input = "adc"
+"""
+    engine = Engine(parse_patch(text, tmp_path / "lat.toml"))
+    try:
+        ears = engine.graph.nodes[engine.node_index("ears")]
+        assert ears.latency_samples == round(0.006 * 48000) > 0
+        assert engine.graph.latency_samples == ears.latency_samples
+    finally:
+        engine.close()

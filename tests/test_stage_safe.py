@@ -43,7 +43,6 @@ wave = "saw"
 attack = 0.001
 [midi]
 notes = {{ to = "piano" }}
-buttons = {{ to = "piano", notes = [36, 37, 38, 39, 40, 41, 42, 43] }}
 cc = {{ 74 = "piano.cutoff" }}
 clock_out = true
 [osc]
@@ -294,6 +293,15 @@ def test_a_hostile_reload_is_one_line_and_the_show_plays_on(live, tmp_path, make
     lines = live.stream.getvalue().splitlines()
     assert len(lines) == 1 and str(path) in lines[0] and "still playing hostile" in lines[0], lines
     assert live.engine.patch.name == "hostile" and _plays_a_note(live)
+
+
+def test_notes_and_buttons_go_only_to_nodes_that_take_them(tmp_path):
+    with pytest.raises(PatchError, match="midi.buttons.to .*found 'p', allowed a node that takes buttons: none"):
+        parse_patch('[[node]]\nid = "p"\ntype = "synth"\n[midi]\nbuttons = { to = "p", notes = [1,2,3,4,5,6,7,8] }\n',
+                    tmp_path / "x.toml")
+    with pytest.raises(PatchError, match="node.r.notes_to .*found 'r', allowed a node that takes notes: p"):
+        parse_patch('[[node]]\nid = "p"\ntype = "synth"\n[[node]]\nid = "r"\ntype = "pyo_rack"\nnotes_to = "r"\n',
+                    tmp_path / "x.toml")
 
 
 def test_patches_name_registered_types_only(tmp_path, capfd):

@@ -101,7 +101,8 @@ def play(patch_name, backend: str | None, seconds: float | None, record: Path | 
         if script is not None:
             script(engine)
         print(f"cadenza: playing {engine.patch.name} on {name} at {engine.sample_rate} Hz, "
-              f"{engine.block} frames ({engine.period_s * 1e3:.2f} ms)"
+              f"{engine.block} frames ({engine.period_s * 1e3:.2f} ms), patch latency "
+              f"{engine.graph.latency_samples / engine.sample_rate * 1e3:.2f} ms"
               + ("" if seconds else " — Ctrl-C stops"), file=sys.stderr)
         log = ErrorLog(engine.stats)
         layer = ControlLayer(engine, live, control, log)

@@ -2,7 +2,7 @@
 
 Both are driven by *control frames* and render audio one frame-hop (``n``
 samples) at a time, so the same call serves a live block and a training
-segment. ``models/ddsp/synth_torch.py`` holds their torch twins (same maths,
+segment. ``models/ddsp_torch.py`` holds their torch twins (same maths,
 differentiable, batched); ``tests/test_ddsp.py`` checks that they agree.
 
 Conventions shared by the kernels and their twins

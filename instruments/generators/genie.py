@@ -64,6 +64,8 @@ def load_decoder(weights: str | Path | None = None, seed: int = 0):
 class GenieNode(Node):
     """Eight buttons → piano keys, one decoder step per press."""
 
+    ACCEPTS_BUTTONS = True
+
     OPTIONS = {
         "weights": Option(str, default="", doc="weights file (default: models/genie/genie.pt)"),
         "key": Option(str, default="none", choices=("none",) + NOTE_NAMES, doc="tonic of the key constraint"),

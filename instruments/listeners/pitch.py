@@ -65,6 +65,7 @@ class PitchListener(Node):
     def prepare(self, ctx) -> None:
         o = self.options
         self.tracker = PitchTracker(ctx.sample_rate, o["fmin"], o["fmax"])
+        self.latency_samples = round(self.tracker.delay_s * ctx.sample_rate)
         self.hops, self.pub = self.tracker.buffers(ctx.block)
         self.event_every = (max(1, round(ctx.sample_rate / o["events_hz"] / self.tracker.hop))
                             if o["events_hz"] > 0 else 0)

@@ -19,7 +19,7 @@ Two ways to play it (node type ``"ddsp"``):
 
 Everything runs in the audio callback: the decoder step is a numba port of the
 torch GRU decoder (``decoder_step``, tested to agree with torch), then the
-kernels of :mod:`instruments.ddsp_kernels`; no worker thread, no allocation.
+kernels of :mod:`cadenza.engine.dsp.ddsp`; no worker thread, no allocation.
 Events and listener values apply at control-frame granularity (≤ 2.67 ms).
 """
 

@@ -4,7 +4,7 @@ Voice in (mono) → the streaming pitch tracker (held f0, voicing) and causal
 80-band log-mel frames → the neural vocoder's GRU (numba port of
 ``models/vocoder``) → per frame an amplitude, a log spectral envelope and
 noise band magnitudes → the DDSP harmonic-plus-noise kernels of
-``instruments/ddsp_kernels.py`` render
+``engine/dsp/ddsp.py`` render
 
 - the original line at the sung f0 (with ``voices = 0`` the node is the plain
   neural vocoder: resynthesis);
@@ -164,12 +164,8 @@ class Harmonizer(Node):
         self.prime = 0 if self.block % self.hop == 0 else self.hop - math.gcd(self.block, self.hop)
         self.fifo = np.zeros((2, self.block + 2 * self.hop + self.prime), np.float32)
         self.vib_coef = 1.0 - math.exp(-self.hop / (VIBRATO_S * sr))
+        self.latency_samples = M.DELAY_HOPS * self.hop + self.prime
         self.reset()
-
-    @property
-    def delay_samples(self) -> int:
-        """Input-to-output delay of the node, samples at the engine rate."""
-        return M.DELAY_HOPS * self.hop + self.prime
 
     def reset(self) -> None:
         self.held.clear()

@@ -13,25 +13,19 @@ Input scaling: f0 as MIDI pitch / 127 (0 where f0 ≤ 0), loudness as
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import nn
 
 from cadenza.engine.dsp.ddsp import harmonic_basis, taper_hz
-from cadenza.models.ddsp import synth_torch as st
+from cadenza.models import ddsp_torch as st
+from cadenza.models.ddsp_torch import exp_sigmoid
 from cadenza.models.weights import load_weights, reading, save_weights
 
 N_HARMONICS = 60
 N_BANDS = 65
 NOISE_BIAS = -5.0  # starts the noise quiet, as DDSP does
 LEAK = 0.1  # LeakyReLU slope
-
-
-def exp_sigmoid(x: torch.Tensor) -> torch.Tensor:
-    """DDSP's scaled sigmoid: 2 · sigmoid(x)^ln(10) + 1e-7."""
-    return 2.0 * torch.sigmoid(x) ** math.log(10.0) + 1e-7
 
 
 def scale_inputs(f0_hz: torch.Tensor, loudness_db: torch.Tensor, voicing: torch.Tensor) -> torch.Tensor:
@@ -83,25 +77,13 @@ def render(decoder: Decoder, f0_hz, amp, dist, mags, noise, mat, basis=None) -> 
 
 def fast_basis(decoder: Decoder, f0_hz: torch.Tensor) -> torch.Tensor:
     """The harmonic basis of f0 frames (B, T) from the numba kernel (several times faster on CPU
-    than :func:`synth_torch.harmonic_basis`, which it equals; see tests)."""
+    than :func:`cadenza.models.ddsp_torch.harmonic_basis`, which it equals; see tests)."""
     max_hz = decoder.band_hz
     f0 = f0_hz.detach().cpu().numpy().astype(np.float64)
     out = np.empty((f0.shape[0], f0.shape[1] * decoder.hop, N_HARMONICS), np.float32)
     for b in range(f0.shape[0]):
         harmonic_basis(f0[b], f0[b, 0], decoder.hop, float(decoder.sample_rate), max_hz, taper_hz(max_hz), out[b])
     return torch.from_numpy(out).to(f0_hz.device)
-
-
-def multiscale_spectral_loss(x: torch.Tensor, y: torch.Tensor,
-                             sizes=(2048, 1024, 512, 256, 128, 64), eps: float = 1e-7) -> torch.Tensor:
-    """DDSP's loss: Σ over FFT sizes of mean |S_x − S_y| + mean |log S_x − log S_y| (hop = size/4)."""
-    total = x.new_zeros(())
-    for n in sizes:
-        win = torch.hann_window(n, device=x.device)
-        sx = torch.stft(x, n, n // 4, window=win, return_complex=True).abs()
-        sy = torch.stft(y, n, n // 4, window=win, return_complex=True).abs()
-        total = total + (sx - sy).abs().mean() + (torch.log(sx + eps) - torch.log(sy + eps)).abs().mean()
-    return total
 
 
 def save(decoder: Decoder, path, meta: dict) -> None:

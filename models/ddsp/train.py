@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from cadenza.engine.dsp.ddsp import noise_matrix
 from cadenza.models.ddsp import data, features
-from cadenza.models.ddsp.model import Decoder, fast_basis, multiscale_spectral_loss, render, save
+from cadenza.models.ddsp.model import Decoder, fast_basis, render, save
+from cadenza.models.ddsp_torch import multiscale_spectral_loss
 
 HERE = Path(__file__).resolve().parent
 

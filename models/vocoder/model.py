@@ -2,7 +2,7 @@
 
 A light DDSP vocoder in the spirit of SawSing and the 15-MFLOP DDSP vocoder:
 the network does not make audio, it drives the synth of
-``instruments/ddsp_kernels.py`` (torch twins in ``models/ddsp/synth_torch.py``).
+``engine/dsp/ddsp.py`` (torch twins in ``models/ddsp_torch.py``).
 
 Per frame (every 2.67 ms) it predicts
 
@@ -34,6 +34,7 @@ import torch
 from numba import njit
 from torch import nn
 
+from cadenza.models.ddsp_torch import exp_sigmoid
 from cadenza.models.vocoder import features as F
 from cadenza.models.weights import load_weights, reading
 
@@ -47,11 +48,6 @@ DELAY_HOPS = 2
 NOISE_BIAS = -5.0  # initial noise band logits (quiet)
 MEL_LO = float(F.hz_to_mel(F.FMIN_HZ))
 MEL_STEP = float((F.hz_to_mel(F.FMAX_HZ) - MEL_LO) / (F.N_MELS + 1))
-
-
-def exp_sigmoid(x, exponent=math.log(10.0), max_value=2.0, threshold=1e-7):
-    """DDSP's positive, bounded non-linearity: max · sigmoid(x)^ln10 + threshold."""
-    return max_value * torch.sigmoid(x) ** exponent + threshold
 
 
 class VocoderNet(nn.Module):

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from cadenza.engine.dsp.ddsp import noise_matrix, taper_hz
-from cadenza.models.ddsp import synth_torch as S
-from cadenza.models.ddsp.model import multiscale_spectral_loss
+from cadenza.models import ddsp_torch as S
+from cadenza.models.ddsp_torch import multiscale_spectral_loss
 from cadenza.models.vocoder import data
 from cadenza.models.vocoder import features as F
 from cadenza.models.vocoder.model import (DELAY_HOPS, MAX_HZ, NOISE_HZ, N_NOISE, VocoderNet,

@@ -1,4 +1,5 @@
-"""Torch twins of ``instruments/ddsp_kernels.py``: the same synthesis, batched and differentiable.
+"""Torch twins of :mod:`cadenza.engine.dsp.ddsp`, shared by the DDSP and vocoder models: the same
+harmonic-plus-noise synthesis, batched and differentiable; DDSP's scaled sigmoid; its multiscale spectral loss.
 
 Shapes: B batch, T control frames, H harmonics, n hop samples. Frame ``t``
 covers output samples ``t·n … (t+1)·n − 1`` and interpolates from frame
@@ -98,3 +99,22 @@ def noise_synth(mags: torch.Tensor, noise: torch.Tensor, mat: torch.Tensor, hop:
     out = torch.nn.functional.fold(
         y.transpose(1, 2), output_size=(1, length), kernel_size=(1, hop + taps - 1), stride=(1, hop))
     return out.reshape(b, length)[:, : t * hop]
+
+
+def exp_sigmoid(x: torch.Tensor, exponent: float = math.log(10.0), max_value: float = 2.0,
+                threshold: float = 1e-7) -> torch.Tensor:
+    """DDSP's positive, bounded non-linearity: max · sigmoid(x)^ln10 + threshold
+    (numba twin: :func:`cadenza.engine.dsp.nn.exp_sigmoid`)."""
+    return max_value * torch.sigmoid(x) ** exponent + threshold
+
+
+def multiscale_spectral_loss(x: torch.Tensor, y: torch.Tensor,
+                             sizes=(2048, 1024, 512, 256, 128, 64), eps: float = 1e-7) -> torch.Tensor:
+    """DDSP's loss: Σ over FFT sizes of mean |S_x − S_y| + mean |log S_x − log S_y| (hop = size/4)."""
+    total = x.new_zeros(())
+    for n in sizes:
+        win = torch.hann_window(n, device=x.device)
+        sx = torch.stft(x, n, n // 4, window=win, return_complex=True).abs()
+        sy = torch.stft(y, n, n // 4, window=win, return_complex=True).abs()
+        total = total + (sx - sy).abs().mean() + (torch.log(sx + eps) - torch.log(sy + eps)).abs().mean()
+    return total
