@@ -73,7 +73,7 @@ def neural(audio: np.ndarray) -> np.ndarray:
     """Neural vocoder resynthesis at SR, aligned to the input."""
     node = Harmonizer("neural", voices=0)
     out, _ = stream(node, {"in": audio[None]}, SR, 64)
-    d = node.delay_samples
+    d = node.latency_samples
     return np.pad(out[0, d:], (0, audio.shape[0] - out.shape[1] + d))
 
 

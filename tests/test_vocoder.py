@@ -133,7 +133,7 @@ def test_neural_vocoder_resynthesises_held_out_phrase_in_tune(kind):
     phrase = (0.6 * phrase / np.abs(phrase).max()).astype(np.float32)
     node = Harmonizer("n", voices=0)
     out = run(node, {"in": phrase[None]}, sr=sr, block=64)[0]
-    d = node.delay_samples
+    d = node.latency_samples
     ref = PitchTracker(sr).process_file(phrase[: out.size - d])
     res = PitchTracker(sr).process_file(out[d:])
     n = min(ref.f0_hz.size, res.f0_hz.size)
