@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -145,30 +144,22 @@ def score_instrument(name: str, quick: bool) -> dict:
 
 def voice_timing(model: str, blocks: int) -> dict:
     """p50 / p99 µs per 128-frame block at 48 kHz of the tone-transfer voice, voiced input."""
-    from cadenza.engine.events import Inbox
-    from cadenza.engine.node import Context, NodeIO
+    from cadenza.engine.harness import Runner
     from cadenza.instruments.voices.ddsp import DDSPVoice
 
     torch.set_num_threads(1)
     sr, block = 48000, 128
-    node = DDSPVoice("voice", model=model, listener="pitch")
-    controls = {"f0": np.zeros(block, np.float32), "voicing": np.ones(block, np.float32),
-                "loudness": np.full(block, -25.0, np.float32)}
-    node.prepare(Context(sr, block, "voice", {}, lambda _: 0))
-    io = NodeIO(lambda *a: None, Inbox())
-    io.outputs["out"] = np.zeros((2, block), np.float32)
-    io.controls = controls
-    io.published["f0_hz"] = np.zeros(block, np.float32)
-    times = np.zeros(blocks)
+    runner = Runner(DDSPVoice("voice", model=model, listener="pitch"), sr, block)  # prepared here
+    n_blocks = blocks + 200
+    steps = (np.arange(n_blocks) // 100) % 12  # a scale, a step every 100 blocks
+    controls = {"f0": np.repeat(220.0 * 2 ** (steps / 12), block).astype(np.float32),
+                "voicing": np.ones(n_blocks * block, np.float32),
+                "loudness": np.full(n_blocks * block, -25.0, np.float32)}
     realtime = _realtime(True)
-    for b in range(blocks + 200):
-        controls["f0"][:] = 220.0 * 2 ** (((b // 100) % 12) / 12)  # a scale, a step every 100 blocks
-        t0 = time.perf_counter_ns()
-        node.process(io)
-        dt = time.perf_counter_ns() - t0
-        if b >= 200:
-            times[b - 200] = dt / 1000.0
-    _realtime(False)
+    try:
+        times = runner.process(controls=controls).block_us[200:]
+    finally:
+        _realtime(False)
     return {"p50": round(float(np.percentile(times, 50)), 1), "p99": round(float(np.percentile(times, 99)), 1),
             "sched_fifo": realtime}
 

@@ -141,6 +141,20 @@ class EventRing:
         n = self.drain_into(out, 0)
         return out[:n]
 
+    def mark(self) -> int:
+        """Producer side: how many events this ring has taken so far, a mark for ``pushed_since``."""
+        return int(self._head[0])
+
+    def pushed_since(self, mark: int):
+        """Producer side: the events this thread pushed since ``mark``, oldest first (record views).
+
+        Safe while the consumer drains: a slot is only rewritten by a later push, and a push
+        never overwrites an event not yet consumed (a full ring refuses instead).
+        """
+        buf, mask = self.buf, self._mask
+        for i in range(mark, int(self._head[0])):
+            yield buf[i & mask]
+
 
 @njit(nogil=True, cache=True)
 def _drain(buf, mask, tail_arr, head, out, count):

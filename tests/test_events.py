@@ -71,3 +71,14 @@ def test_threads_move_events_through_ring_without_loss():
     t.join()
     assert seen == list(range(n))
     assert np.all(np.diff(seen) == 1)
+
+
+def test_producer_peeks_what_it_pushed_since_a_mark_while_the_consumer_drains():
+    ring = EventRing(8)
+    ring.push(1, Kind.BEAT)
+    mark = ring.mark()
+    for t in (10, 11, 12):
+        ring.push(t, Kind.NOTE_ON, a=t)
+    assert ring.pop_all()["time"].tolist() == [1, 10, 11, 12]  # the consumer took them meanwhile
+    assert [int(ev["a"]) for ev in ring.pushed_since(mark)] == [10, 11, 12]
+    assert list(ring.pushed_since(ring.mark())) == []

@@ -439,3 +439,38 @@ def test_portaudio_backend_plays_through_jack_in_a_subprocess(jack_server, tmp_p
     assert proc.returncode == 0, err
     audio, rate = sf.read(out)
     assert audio.shape[0] >= 2.5 * rate and np.abs(audio).max() > 0.05
+
+
+def test_every_backend_keeps_the_backend_protocol(tmp_path):
+    """One protocol: run / stop / recording / close / server_format, no hasattr in the callers."""
+    from cadenza.engine.backends import BACKENDS, Backend
+    from cadenza.engine.backends.null import NullBackend
+    from cadenza.engine.backends.offline import OfflineBackend
+
+    for name, dotted in BACKENDS.items():
+        module, _, attr = dotted.partition(":")
+        try:
+            cls = getattr(__import__(module, fromlist=[attr]), attr)
+        except ImportError:  # a library this machine lacks; the class is checked where it exists
+            continue
+        assert issubclass(cls, Backend) and cls.name == name
+        assert isinstance(cls.available(), bool)
+    assert NullBackend.server_format() is None and OfflineBackend.server_format() is None
+    for cls in (NullBackend, OfflineBackend):
+        engine = Engine(load_patch("default"))
+        try:
+            backend = cls(engine)
+            ticks = []
+            backend.run(0.2, on_tick=lambda: ticks.append(1), tick_s=0.05)
+            assert backend.recording().shape[0] == 2
+            assert abs(backend.recording().shape[1] - round(0.2 * engine.sample_rate)) <= engine.block
+            assert ticks
+            stopper = threading.Timer(0.1, backend.stop)
+            stopper.start()
+            t0 = time.monotonic()
+            backend.run(60.0)  # stop() from another thread ends it
+            assert time.monotonic() - t0 < 5.0
+            stopper.join()
+            backend.close()
+        finally:
+            engine.close()

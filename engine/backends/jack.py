@@ -278,7 +278,7 @@ class JackBackend(LiveBackend):
         t0 = self._cycle.start_time()
         ins = [p.get_array() for p in self.inports]
         outs = [p.get_array() for p in self.outports]
-        head0 = int(engine.outbound._head[0])  # we are the outbound ring's producer: peek what we add
+        mark = engine.outbound.mark()  # we are the outbound ring's producer: peek what we add
         for k in range(frames // block):
             lo, hi = k * block, (k + 1) * block
             for c, buf in enumerate(ins):
@@ -288,15 +288,12 @@ class JackBackend(LiveBackend):
             outs[1][lo:hi] = out[1]
             if self.recorder is not None:
                 self.recorder.write(out)
-        self._write_midi_out(start, frames, head0, beat0, bps)
+        self._write_midi_out(start, frames, mark, beat0, bps)
 
-    def _write_midi_out(self, start: int, frames: int, head0: int, beat0: float, bps: float) -> None:
+    def _write_midi_out(self, start: int, frames: int, mark: int, beat0: float, bps: float) -> None:
         port = self.midi_out
         port.clear_buffer()
-        outbound = self.engine.outbound
-        head1 = int(outbound._head[0])
-        for i in range(head0, head1):
-            ev = outbound.buf[i & outbound._mask]
+        for ev in self.engine.outbound.pushed_since(mark):
             if ev["kind"] in _ECHO_KINDS:
                 self._out_pending.add(*ev.tolist())
         messages = []

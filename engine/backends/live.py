@@ -1,4 +1,4 @@
-"""What the live backends (JACK, PortAudio) share: recording, priming, the wait loop.
+"""What the real-time backends (JACK, PortAudio, null) share: recording, priming, the wait loop.
 
 The :class:`Recorder` keeps what was played without allocating on the audio
 thread: the callback copies each block into a preallocated ring; a small
@@ -12,6 +12,8 @@ import threading
 import time
 
 import numpy as np
+
+from cadenza.engine.backends import Backend
 
 
 class Recorder:
@@ -79,8 +81,8 @@ class Recorder:
             return joined
 
 
-class LiveBackend:
-    """What the device backends share: ``stop()`` from any thread, and what was played."""
+class LiveBackend(Backend):
+    """What the real-time backends share: ``stop()`` from any thread, and what was played."""
 
     _stop: threading.Event
     recorder: "Recorder | None"

@@ -2,45 +2,44 @@
 
 It lets ``cadenza play`` and ``cadenza demo`` run on a headless machine exactly
 as on stage: control threads stamp events against a clock that advances in
-real time, and what the engine played is kept for a WAV.
+real time, and what the engine played is kept for a WAV (through the same
+:class:`Recorder` as the device backends).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 
-import numpy as np
-
+from cadenza.engine.backends.live import LiveBackend, Recorder, prime
 from cadenza.engine.engine import Engine
 
 
-class NullBackend:
+class NullBackend(LiveBackend):
     name = "null"
-
-    @staticmethod
-    def available() -> bool:
-        return True
 
     def __init__(self, engine: Engine, record: bool = True):
         self.engine = engine
-        self.record = record
-        self.recorded: list[np.ndarray] = []
-        self.running = False
+        self.recorder = Recorder() if record else None
+        self._stop = threading.Event()
 
     def run(self, seconds: float | None = None, on_tick=None, tick_s: float = 0.5) -> None:
-        """Play until ``seconds`` have passed (or forever); ``on_tick()`` every ``tick_s``."""
+        """Play until ``seconds`` have passed (or ``stop()``); ``on_tick()`` every ``tick_s``."""
         engine = self.engine
         period = engine.period_s
         n_blocks = None if seconds is None else int(round(seconds / period))
-        self.running = True
+        self._stop.clear()
+        if self.recorder is not None:
+            self.recorder.start()
+        prime(engine)
         t_next = time.monotonic()
         t_tick = t_next + tick_s
         b = 0
         try:
-            while self.running and (n_blocks is None or b < n_blocks):
+            while not self._stop.is_set() and (n_blocks is None or b < n_blocks):
                 out = engine.process(None)
-                if self.record:
-                    self.recorded.append(out.copy())
+                if self.recorder is not None:
+                    self.recorder.write(out)
                 b += 1
                 t_next += period
                 now = time.monotonic()
@@ -52,14 +51,8 @@ class NullBackend:
                     t_tick = now + tick_s
                 delay = t_next - time.monotonic()
                 if delay > 0:
-                    time.sleep(delay)
+                    self._stop.wait(delay)
         finally:
-            self.running = False
-
-    def stop(self) -> None:
-        self.running = False
-
-    def recording(self) -> np.ndarray:
-        if not self.recorded:
-            return np.zeros((2, 0), np.float32)
-        return np.concatenate(self.recorded, axis=1)
+            self._stop.set()
+            if self.recorder is not None:
+                self.recorder.stop()

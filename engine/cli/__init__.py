@@ -91,9 +91,9 @@ def play(patch_name, backend: str | None, seconds: float | None, record: Path | 
 
     name = backend or pick_live_backend()
     cls = backend_class(name)
-    if hasattr(cls, "server_format") and (sample_rate is None or block is None):
-        server_rate, period = cls.server_format()
-        sample_rate, block = sample_rate or server_rate, block or period
+    server = cls.server_format() if sample_rate is None or block is None else None
+    if server is not None:
+        sample_rate, block = sample_rate or server[0], block or server[1]
     engine = build_engine(patch_name, sample_rate, block)
     live = None
     try:
@@ -128,7 +128,7 @@ def play(patch_name, backend: str | None, seconds: float | None, record: Path | 
             print(f"cadenza: problems seen: {layer.log.summary()}", file=sys.stderr)
         return record
     finally:
-        if live is not None and hasattr(live, "close"):
+        if live is not None:
             live.close()
         engine.close()
 
