@@ -11,8 +11,9 @@ samples. The audio thread never waits for the lane.
 Policy:
 
 - **Bounded queue, drop-oldest.** At most ``capacity`` jobs wait; ``submit`` on
-  a full queue drops the oldest waiting job and counts it (``dropped``): a
-  generator that falls behind skips its stale bars, never the next one.
+  a full queue drops the oldest waiting job and counts it (``dropped``, exact
+  once the thread takes its next job): a generator that falls behind skips its
+  stale bars, never the next one.
   ``submit`` never blocks (a deque append and an event flag), so any thread,
   the audio thread included, may call it.
 - **A job that raises** is counted (``errors``), the latest is named in one line
