@@ -101,10 +101,11 @@ def test_noise_stays_in_its_bands():
 
 from pathlib import Path  # noqa: E402
 
-from cadenza.engine.events import Inbox, Kind, make_events  # noqa: E402
-from cadenza.engine.node import Context, NodeIO  # noqa: E402
+from cadenza.engine import harness  # noqa: E402
+from cadenza.engine.events import Kind, make_events  # noqa: E402
 from cadenza.instruments.voices.ddsp import DDSPVoice, NumbaDecoder, decoder_step  # noqa: E402
 from cadenza.engine.dsp.pitch import PitchTracker  # noqa: E402
+from cadenza.instruments.listeners.pitch import PitchListener  # noqa: E402
 from cadenza.models.ddsp.model import load, scale_inputs  # noqa: E402
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "ddsp" / "violin.pt"
@@ -142,31 +143,19 @@ def test_numba_decoder_step_matches_torch():
 
 
 class _Harness:
-    """A voice node driven directly: listener controls and events per 128-frame block."""
+    """A voice node streamed through the engine's harness, one 128-frame block per call."""
 
     def __init__(self, **options):
-        self.node = DDSPVoice("voice", model="violin", **options)
-        self.node.prepare(Context(SR, BLOCK, "voice", {}, lambda _: 0))
-        self.inbox = Inbox()
-        self.io = NodeIO(lambda *a: None, self.inbox)
-        self.io.outputs["out"] = np.zeros((2, BLOCK), np.float32)
-        self.io.published["f0_hz"] = np.zeros(BLOCK, np.float32)
-        self.ctl = {"f0": np.zeros(BLOCK, np.float32), "voicing": np.zeros(BLOCK, np.float32),
-                    "loudness": np.full(BLOCK, -120.0, np.float32)}
-        self.io.controls = self.ctl
-        self.time = 0
+        self.runner = harness.Runner(DDSPVoice("voice", model="violin", **options), SR, BLOCK)
+        self.node, self.io = self.runner.node, self.runner.io
 
     def block(self, f0=0.0, voicing=0.0, loudness=-120.0, events=()) -> np.ndarray:
-        self.ctl["f0"][:], self.ctl["voicing"][:], self.ctl["loudness"][:] = f0, voicing, loudness
-        self.inbox.clear()
-        for kind, a, b in events:
-            row = make_events(1)[0]
-            row["time"], row["kind"], row["a"], row["b"] = self.time, kind, a, b
-            self.inbox.insert(row)
-        self.io.block_start = self.time
-        self.node.process(self.io)
-        self.time += BLOCK
-        return self.io.outputs["out"][0].copy()
+        rows = make_events(len(events))
+        for row, (kind, a, b) in zip(rows, events):
+            row["time"], row["kind"], row["a"], row["b"] = self.runner.time, kind, a, b
+        controls = {"f0": np.full(BLOCK, f0, np.float32), "voicing": np.full(BLOCK, voicing, np.float32),
+                    "loudness": np.full(BLOCK, loudness, np.float32)}
+        return self.runner.process(None, rows, controls, frames=BLOCK).audio[0]
 
 
 def _sung_vowel(f0_track: np.ndarray, sr: int) -> np.ndarray:
@@ -185,16 +174,10 @@ def test_voice_input_gives_output_that_follows_its_pitch():
     notes = np.repeat([220.0, 247.0, 294.0, 262.0], SR // 2)  # 2 s, steps every 0.5 s
     vibrato = 2 ** (0.3 / 12 * np.sin(2 * np.pi * 5.0 * np.arange(len(notes)) / SR))
     voice = _sung_vowel(notes * vibrato, SR)
-    listener = PitchTracker(SR)
-    hops, pub = listener.buffers(BLOCK)
-    h = _Harness(listener="pitch")
-    out = np.zeros_like(voice)
-    for i in range(0, len(voice), BLOCK):
-        listener.process_into(voice[i:i + BLOCK], hops, pub)
-        h.ctl["f0"][:], h.ctl["voicing"][:], h.ctl["loudness"][:] = pub[3], pub[1], pub[2]
-        h.inbox.clear()
-        h.node.process(h.io)
-        out[i:i + BLOCK] = h.io.outputs["out"][0]
+    heard = harness.run(PitchListener("pitch"), voice, SR, block=BLOCK).controls
+    sung = {f"pitch.{name}": signal for name, signal in heard.items()}  # what the voice reads
+    out = harness.run(DDSPVoice("voice", model="violin", listener="pitch"), None, SR, block=BLOCK,
+                      controls=sung).audio[0]
     assert np.isfinite(out).all() and np.abs(out).max() > 1e-3
     tracked = PitchTracker(SR).process_file(out)
     truth = np.interp(tracked.time_s, np.arange(len(notes)) / SR, notes * vibrato)
