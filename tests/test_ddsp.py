@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from cadenza.engine.dsp.ddsp import (fill_noise, harmonic_amplitudes, harmonic_render, noise_matrix,
+from cadenza.engine.dsp.ddsp import (harmonic_amplitudes, harmonic_render, noise_matrix,
                                       noise_render, taper_hz)
+from cadenza.engine.dsp.noise import noise_state, white_noise
 from cadenza.models import ddsp_torch as st
 
 
@@ -85,11 +86,12 @@ def test_noise_stays_in_its_bands():
     mags[20:30] = 1.0  # 3.75 .. 5.44 kHz
     out = np.zeros(hop * 200, np.float32)
     noise = np.zeros(hop, np.float32)
+    gen = noise_state(7)
     taps = mat.shape[0]
     ir, work, tail = (np.zeros(taps, np.float32), np.zeros(hop + taps, np.float32),
                       np.zeros(taps - 1, np.float32))
     for t in range(200):
-        fill_noise(noise)
+        white_noise(noise, gen)
         noise_render(out[t * hop:(t + 1) * hop], noise, mags, mat, ir, work, tail)
     freqs, mag = _spectrum(out, sr)
     inside = (freqs > 3900) & (freqs < 5300)

@@ -34,7 +34,7 @@ Typical live use (one voice, per hop; all arrays preallocated, float32 unless no
     harmonic_amplitudes(amp, dist, f0, max_hz, taper, amps_new)
     out[:] = 0
     harmonic_render(out, f0_old, f0, amps_old, amps_new, phase, sr, max_hz, taper)  # phase: (1,) float64
-    fill_noise(noise)
+    white_noise(noise, gen)                           # gen: the voice's noise_state(seed)
     noise_render(out, noise, mags, M, ir, work, tail)  # ir (taps,), work (n+taps,), tail (taps-1,)
     amps_old[:] = amps_new; f0_old = f0
 
@@ -200,19 +200,6 @@ def noise_render(out, noise, mags, mat, ir, work, tail):
         out[i] += work[i]
     for j in range(taps - 1):
         tail[j] = work[n + j]
-
-
-@njit(nogil=True, cache=True)
-def fill_noise(noise):
-    """Fill ``noise`` with uniform white noise in [-1, 1) (numba's own generator)."""
-    for i in range(noise.shape[0]):
-        noise[i] = 2.0 * np.random.random() - 1.0
-
-
-@njit(nogil=True, cache=True)
-def seed_noise(seed):
-    """Seed the generator :func:`fill_noise` uses (for reproducible renders)."""
-    np.random.seed(seed)
 
 
 @njit(nogil=True, cache=True)

@@ -33,9 +33,10 @@ from numba import njit
 
 from cadenza.engine.errors import ModelError
 from cadenza.engine.events import Kind
+from cadenza.engine.dsp.noise import noise_state, white_noise
 from cadenza.engine.node import Node, Option, Param
-from cadenza.engine.dsp.ddsp import (fill_noise, harmonic_amplitudes, harmonic_render, noise_matrix,
-                                      noise_render, seed_noise, taper_hz)
+from cadenza.engine.dsp.ddsp import (harmonic_amplitudes, harmonic_render, noise_matrix,
+                                      noise_render, taper_hz)
 
 MODELS = Path(__file__).resolve().parents[2] / "models" / "ddsp"
 LEAK = 0.1
@@ -83,7 +84,7 @@ def _exp_sigmoid(v):
 
 @njit(nogil=True, cache=True)
 def voice_hop(out, f0_prev, f0, x, gate_prev, gate, noise_bias, sr, max_hz, mat, h, weights_a, weights_b,
-              scratch, raw, dist, amps_old, amps_new, mags, phase, noise, ir, work, tail):
+              scratch, raw, dist, amps_old, amps_new, mags, phase, noise, noise_gen, ir, work, tail):
     """Decoder step + synthesis of one hop into ``out`` (hop,) (added). Harmonic amplitudes and
     noise magnitudes are scaled by the gate (0..1); a closed gate costs no decoder step."""
     n_h = dist.shape[0]
@@ -106,7 +107,7 @@ def voice_hop(out, f0_prev, f0, x, gate_prev, gate, noise_bias, sr, max_hz, mat,
             mags[b] = 0.0
     if gate > SILENT or gate_prev > SILENT:
         harmonic_render(out, f0_prev, f0, amps_old, amps_new, phase, sr, max_hz, taper_hz(max_hz))
-        fill_noise(noise)
+        white_noise(noise, noise_gen)
     else:  # closed: only the noise filter's tail still drains
         for i in range(noise.shape[0]):
             noise[i] = 0.0
@@ -162,7 +163,9 @@ def scale_inputs(f0_hz: float, loudness_db: float, voicing: float, x: np.ndarray
 class _Voice:
     """State of one synth voice: decoder memory, oscillator phase, noise tail, envelopes."""
 
-    def __init__(self, dec: NumbaDecoder, taps: int, hop: int):
+    def __init__(self, dec: NumbaDecoder, taps: int, hop: int, seed: int):
+        self.seed = seed
+        self.noise_gen = noise_state(seed)
         self.h = np.zeros(dec.hidden, np.float32)
         self.scratch = dec.scratch()
         self.raw = np.zeros(dec.n_out, np.float32)
@@ -181,6 +184,7 @@ class _Voice:
     def reset(self) -> None:
         for a in (self.h, self.amps_old, self.amps_new, self.mags, self.phase, self.tail):
             a[:] = 0.0
+        self.noise_gen[0] = self.seed  # the same noise after every load and reset, whatever else plays
         self.f0 = 0.0  # Hz, the note's f0 under glide (notes) or the last input f0 (tone transfer)
         self.synth_f0 = 0.0  # Hz, f0 synthesised at the end of the last hop
         self.gate = 0.0  # last frame's gate 0..1
@@ -242,7 +246,7 @@ class DDSPVoice(Node):
         self.max_hz = min(self.sr / 2.0, dec.band_hz)
         self.mat = noise_matrix(dec.n_bands, dec.band_hz, self.sr)
         n_voices = 1 if self.options["listener"] else self.options["voices"]
-        self.voices = [_Voice(dec, self.mat.shape[0], self.hop) for _ in range(n_voices)]
+        self.voices = [_Voice(dec, self.mat.shape[0], self.hop, self.options["seed"] + v) for v in range(n_voices)]
         self.fifo = np.zeros(ctx.block + self.hop, np.float32)
         self.filled = 0
         meta = dec.meta
@@ -250,7 +254,6 @@ class DDSPVoice(Node):
         self.midi_lo, self.midi_hi = meta.get("pitch_range", (55.0, 88.0))
         self.bend = 0.0  # semitones
         self.order = 0
-        seed_noise(self.options["seed"])
         self.published_f0 = 0.0
         self.held = []
 
@@ -366,7 +369,7 @@ class DDSPVoice(Node):
             scale_inputs(f0, loud, voicing, v.x)
             voice_hop(dst, f0_prev, f0, v.x, v.gate, gate, dec.noise_bias, self.sr, self.max_hz, self.mat,
                       v.h, dec.weights_a, dec.weights_b, v.scratch, v.raw, v.dist, v.amps_old, v.amps_new,
-                      v.mags, v.phase, v.noise, v.ir, v.work, v.tail)
+                      v.mags, v.phase, v.noise, v.noise_gen, v.ir, v.work, v.tail)
             v.gate = gate
             v.synth_f0 = f0
             self.published_f0 = f0 if gate > SILENT else 0.0
@@ -375,15 +378,17 @@ class DDSPVoice(Node):
         frames = io.outputs["out"].shape[1]
         events = io.events
         e, n_ev = 0, len(events)
+        # A hop is rendered in the block holding its first sample, from the events stamped before
+        # that sample and the listener's controls at it: so the output does not depend on the block
+        # size (at most one hop, 2.7 ms, later than reading ahead to the hop's end would be).
         while self.filled < frames:
             start = self.filled
-            ctrl_index = min(frames - 1, start + self.hop - 1)
-            while e < n_ev and events[e]["time"] - io.block_start <= ctrl_index:
+            while e < n_ev and events[e]["time"] - io.block_start < start:
                 self._event(events[e])
                 e += 1
             dst = self.fifo[start:start + self.hop]
             dst[:] = 0.0
-            self._render_hop(dst, ctrl_index, io)
+            self._render_hop(dst, start, io)
             self.filled += self.hop
         while e < n_ev:
             self._event(events[e])

@@ -34,6 +34,7 @@ from numba import njit
 
 from cadenza.engine.errors import ModelError
 from cadenza.engine.events import Kind
+from cadenza.engine.dsp.noise import noise_state, white_noise
 from cadenza.engine.node import Node, Option, Param
 from cadenza.engine.dsp import ddsp as D
 from cadenza.engine.dsp.pitch import PitchTracker
@@ -44,16 +45,18 @@ WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "vocoder" / "vocoder.
 MAX_LINES = 4  # the original + 3 harmony lines
 VIBRATO_S = 0.15  # averaging time of the sung f0 whose ratio harmony lines keep, s
 PANS = (0.0, -0.6, 0.6, 0.0)  # per line, -1 left .. 1 right
+NOISE_SEED = 1  # the breath noise's generator: the same stream after every load and reset
 
 
 @njit(nogil=True, cache=True)
 def render_frame(out, line_f0, line_gain, env, amp, noise_mags, weights, amps_new, amps_prev,
-                 f0_prev, phase, pan, mono, white, mat, ir, work, tail, sr, max_hz, taper):
+                 f0_prev, phase, pan, mono, white, noise_gen, mat, ir, work, tail, sr, max_hz, taper):
     """Render one hop of every line into ``out`` (2, hop) float32 (overwritten).
 
     line_f0 / line_gain (L,): each line's target f0 (Hz, 0 = silent) and linear gain;
     env (80,) log envelope; amp linear; noise_mags (bands,); weights / amps_new / amps_prev (L, H);
-    f0_prev (L,); phase (L, 1); pan (L,) -1..1; mono (hop,) scratch; white (hop,) noise;
+    f0_prev (L,); phase (L, 1); pan (L,) -1..1; mono (hop,) scratch; white (hop,) noise drawn from
+    ``noise_gen`` (the node's own generator);
     mat / ir / work / tail: the noise FIR state of ``noise_render``.
     """
     hop = out.shape[1]
@@ -79,7 +82,7 @@ def render_frame(out, line_f0, line_gain, env, amp, noise_mags, weights, amps_ne
             mono[i] = 0.0
         D.harmonic_render(mono, f0_prev[v], f0, amps_prev[v], amps_new[v], phase[v], sr, max_hz, taper)
         if v == 0:
-            D.fill_noise(white)
+            white_noise(white, noise_gen)
             D.noise_render(mono, white, noise_mags, mat, ir, work, tail)
         left = min(1.0, 1.0 - pan[v])  # balance law: the centre is unity in both channels
         right = min(1.0, 1.0 + pan[v])
@@ -157,6 +160,7 @@ class Harmonizer(Node):
         self.line_gain = np.zeros(L, np.float64)
         self.mono = np.zeros(self.hop, np.float32)
         self.white = np.zeros(self.hop, np.float32)
+        self.noise_gen = noise_state(NOISE_SEED)
         self.frame_out = np.zeros((2, self.hop), np.float32)
         # input gathered into hops; output FIFO primed so a block never waits for a frame
         self.pending = np.zeros(self.hop, np.float32)
@@ -171,6 +175,7 @@ class Harmonizer(Node):
         self.held.clear()
         if not hasattr(self, "h"):
             return
+        self.noise_gen[0] = NOISE_SEED
         for arr in (self.h, self.amps_prev, self.amps_new, self.f0_prev, self.phase, self.tail, self.fifo):
             arr[...] = 0.0
         self.tracker.reset()
@@ -179,14 +184,13 @@ class Harmonizer(Node):
         self.avail = self.prime
         self.f0_slow = 0.0
 
-    def _notes(self, events) -> None:
-        for ev in events:
-            kind, note = int(ev["kind"]), int(ev["a"])
-            if kind == Kind.NOTE_ON and ev["b"] > 0:
-                if note not in self.held:
-                    self.held.append(note)
-            elif kind in (Kind.NOTE_ON, Kind.NOTE_OFF) and note in self.held:
-                self.held.remove(note)
+    def _note(self, ev) -> None:
+        kind, note = int(ev["kind"]), int(ev["a"])
+        if kind == Kind.NOTE_ON and ev["b"] > 0:
+            if note not in self.held:
+                self.held.append(note)
+        elif kind in (Kind.NOTE_ON, Kind.NOTE_OFF) and note in self.held:
+            self.held.remove(note)
 
     def _frame(self, f0: float, voicing: float) -> None:
         """One control frame from the hop in ``pending``: model step, then every line rendered to the FIFO."""
@@ -210,7 +214,7 @@ class Harmonizer(Node):
             self.line_gain[i] = harmony_gain
         render_frame(self.frame_out, self.line_f0, self.line_gain, self.env, float(self.amp[0]), self.noise,
                      self.weights, self.amps_new, self.amps_prev, self.f0_prev, self.phase, self.pan,
-                     self.mono, self.white, self.mat, self.ir, self.work, self.tail, self.sr, M.MAX_HZ,
+                     self.mono, self.white, self.noise_gen, self.mat, self.ir, self.work, self.tail, self.sr, M.MAX_HZ,
                      self.taper)
         self.fifo[:, self.avail: self.avail + self.hop] = self.frame_out
         self.avail += self.hop
@@ -218,8 +222,8 @@ class Harmonizer(Node):
     def process(self, io) -> None:
         x = io.inputs["in"][0]
         frames = x.shape[0]
-        if io.inbox.count:
-            self._notes(io.events)
+        events = io.events
+        e, n_ev = 0, len(events)
         self.tracker.process_into(x, self.hops, self.pub)
         pos = 0
         while pos < frames:
@@ -229,7 +233,14 @@ class Harmonizer(Node):
             pos += take
             if self.fill == self.hop:
                 self.fill = 0
+                # the notes held at the frame's end sample, whatever the block size
+                while e < n_ev and events[e]["time"] - io.block_start < pos:
+                    self._note(events[e])
+                    e += 1
                 self._frame(float(self.pub[3, pos - 1]), float(self.pub[1, pos - 1]))
+        while e < n_ev:
+            self._note(events[e])
+            e += 1
         out = io.outputs["out"]
         gain = 10.0 ** (self.params[2] / 20.0)
         np.multiply(self.fifo[:, :frames], gain, out=out)

@@ -25,6 +25,7 @@ import math
 import numpy as np
 from numba import njit
 
+from cadenza.engine.dsp.noise import next_noise, noise_state
 from cadenza.engine.node import Node, Option, Param
 
 CARRIERS = ("input", "saw", "noise")
@@ -35,6 +36,7 @@ NOISE_LEVEL = 0.3  # white noise injected into the carrier when fully unvoiced (
 CARRIER_ATTACK_MS, CARRIER_RELEASE_MS = 2.0, 20.0  # carrier band followers (whitening), ms
 CARRIER_FLOOR = 1e-3  # carrier band level (linear) below which a band is not whitened further
 BAND_GAIN = 1.2  # make-up gain: whitened bands sum back to about the voice's level
+NOISE_SEED = 12345  # the carrier noise's generator: the same stream after every load and reset
 
 
 @njit(nogil=True, cache=True)
@@ -83,7 +85,7 @@ def _band(x, k, b0s, a1s, a2s, s0, s1, s2, s3):
 
 @njit(nogil=True, cache=True, fastmath=True)
 def vocoder_kernel(out, modulator, carrier, mod_coefs, car_coefs, mod_state, car_state, env,
-                   car_env, misc, hp_coefs, scratch, env_trace, carrier_mode, carrier_hz, sr,
+                   car_env, misc, noise_state, hp_coefs, scratch, env_trace, carrier_mode, carrier_hz, sr,
                    attack_s, release_s, sibilance, gain):
     """Vocode one block.
 
@@ -94,7 +96,8 @@ def vocoder_kernel(out, modulator, carrier, mod_coefs, car_coefs, mod_state, car
     run twice in cascade; mod_state: (4, bands); car_state: (2, 4, bands); env: (bands,) voice
     band envelopes; car_env: (3, bands) carrier band envelopes and work rows (each carrier band
     is divided by its own envelope as of the previous block — whitened — then scaled by the
-    voice's); misc: [saw phase, noise seed, high energy, total energy, hp state 1, hp state 2];
+    voice's); misc: [saw phase, high energy, total energy, hp state 1, hp state 2]; noise_state: the
+    node's own white-noise generator (:func:`cadenza.engine.dsp.noise.noise_state`);
     hp_coefs: (5,) high-pass biquad; scratch: (3, frames) float64; env_trace: (frames, bands)
     float64. Times in seconds, gain linear. Band loops are innermost so they vectorise across
     bands. A carrier whose two channels are equal (an internal one, or a mono voice) is
@@ -112,8 +115,7 @@ def vocoder_kernel(out, modulator, carrier, mod_coefs, car_coefs, mod_state, car
     for k in range(bands):  # carrier whitening gains from the envelopes up to the last block
         car_gain[k] = 1.0 / (car_env[0, k] + CARRIER_FLOOR)
         car_sum[k] = 0.0
-    hp_state = misc[4:6]
-    seed = np.int64(misc[1])
+    hp_state = misc[3:5]
     stereo = False
     if carrier_mode == 0:
         for i in range(frames):
@@ -124,12 +126,11 @@ def vocoder_kernel(out, modulator, carrier, mod_coefs, car_coefs, mod_state, car
     for i in range(frames):
         x = modulator[0, i]
         hp = _biquad(x, hp_coefs, hp_state)
-        misc[2] += det * (hp * hp - misc[2])
-        misc[3] += det * (x * x - misc[3])
-        ratio = misc[2] / (misc[3] + 1e-12)
+        misc[1] += det * (hp * hp - misc[1])
+        misc[2] += det * (x * x - misc[2])
+        ratio = misc[1] / (misc[2] + 1e-12)
         unvoiced = min(max((ratio - UNVOICED_LO) / (UNVOICED_HI - UNVOICED_LO), 0.0), 1.0)
-        seed = (seed * 1664525 + 1013904223) & 0xFFFFFFFF  # LCG white noise
-        noise = seed * (2.0 / 4294967296.0) - 1.0
+        noise = next_noise(noise_state)
         if carrier_mode == 1:
             phase = misc[0] + carrier_hz / sr
             misc[0] = phase - math.floor(phase)
@@ -144,7 +145,6 @@ def vocoder_kernel(out, modulator, carrier, mod_coefs, car_coefs, mod_state, car
         scratch[0, i] = c0 + unvoiced * NOISE_LEVEL * noise
         scratch[1, i] = c1 + unvoiced * NOISE_LEVEL * noise
         scratch[2, i] = sibilance * unvoiced * hp
-    misc[1] = np.float64(seed)
     # pass 2: the voice's band envelopes, per sample (two cascaded biquads per band)
     b0s, a1s, a2s = mod_coefs[0], mod_coefs[1], mod_coefs[2]
     s0, s1, s2, s3 = mod_state[0], mod_state[1], mod_state[2], mod_state[3]
@@ -237,8 +237,8 @@ class ChannelVocoder(Node):
         self.car_state = np.zeros((2, 4, n))
         self.env = np.zeros(n)
         self.car_env = np.zeros((3, n))
-        self.misc = np.zeros(6)
-        self.misc[1] = 12345.0
+        self.misc = np.zeros(5)
+        self.noise = noise_state(NOISE_SEED)
         self.carrier_mode = CARRIERS.index(self.options["carrier"])
         self._formant = math.nan
 
@@ -258,7 +258,7 @@ class ChannelVocoder(Node):
             bandpass_coefs(self.car_coefs, self.shifted, self.ratio, self.sample_rate)
         vocoder_kernel(io.outputs["out"], io.inputs["modulator"], io.inputs["carrier"],
                        self.mod_coefs, self.car_coefs, self.mod_state, self.car_state, self.env,
-                       self.car_env, self.misc, self.hp_coefs, self.scratch, self.env_trace,
+                       self.car_env, self.misc, self.noise, self.hp_coefs, self.scratch, self.env_trace,
                        self.carrier_mode, p[4],
                        self.sample_rate, p[0], p[1], p[3], 10.0 ** (p[5] / 20.0))
 
@@ -267,4 +267,5 @@ class ChannelVocoder(Node):
         self.car_state[:] = 0.0
         self.env[:] = 0.0
         self.car_env[:] = 0.0
-        self.misc[[0, 2, 3, 4, 5]] = 0.0
+        self.misc[:] = 0.0
+        self.noise[0] = NOISE_SEED  # a reset (and the load's warm-up) always leaves the same stream
