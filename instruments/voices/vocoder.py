@@ -35,6 +35,7 @@ UNVOICED_LO, UNVOICED_HI = 0.25, 0.6  # high/total energy ratio mapped to 0..1 "
 NOISE_LEVEL = 0.3  # white noise injected into the carrier when fully unvoiced (linear)
 CARRIER_ATTACK_MS, CARRIER_RELEASE_MS = 2.0, 20.0  # carrier band followers (whitening), ms
 CARRIER_FLOOR = 1e-3  # carrier band level (linear) below which a band is not whitened further
+CHUNK = 32  # frames between carrier-follower updates (every block size allowed is a multiple)
 BAND_GAIN = 1.2  # make-up gain: whitened bands sum back to about the voice's level
 NOISE_SEED = 12345  # the carrier noise's generator: the same stream after every load and reset
 
@@ -83,11 +84,24 @@ def _band(x, k, b0s, a1s, a2s, s0, s1, s2, s3):
     return z
 
 
-@njit(nogil=True, cache=True, fastmath=True)
+@njit(nogil=True, cache=True)
 def vocoder_kernel(out, modulator, carrier, mod_coefs, car_coefs, mod_state, car_state, env,
                    car_env, misc, noise_state, hp_coefs, scratch, env_trace, carrier_mode, carrier_hz, sr,
                    attack_s, release_s, sibilance, gain):
-    """Vocode one block.
+    """Vocode one block as ``CHUNK``-frame pieces (see :func:`vocode_chunk` for the arguments): the
+    carrier followers move once a chunk, so the output does not depend on the engine's block size."""
+    for lo in range(0, out.shape[1], CHUNK):
+        hi = min(lo + CHUNK, out.shape[1])
+        vocode_chunk(out[:, lo:hi], modulator[:, lo:hi], carrier[:, lo:hi], mod_coefs, car_coefs, mod_state,
+                     car_state, env, car_env, misc, noise_state, hp_coefs, scratch[:, :hi - lo],
+                     env_trace[:hi - lo], carrier_mode, carrier_hz, sr, attack_s, release_s, sibilance, gain)
+
+
+@njit(nogil=True, cache=True, fastmath=True)
+def vocode_chunk(out, modulator, carrier, mod_coefs, car_coefs, mod_state, car_state, env,
+                 car_env, misc, noise_state, hp_coefs, scratch, env_trace, carrier_mode, carrier_hz, sr,
+                 attack_s, release_s, sibilance, gain):
+    """Vocode one chunk.
 
     out: (2, frames) float32; modulator: (1, frames) float32 (row 0 is read: a per-block row view
     passed in from Python would cost an allocation numba keeps); carrier: (2, frames) float32
