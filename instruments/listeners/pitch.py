@@ -21,18 +21,13 @@ emits events that leave the engine (OSC / MIDI out):
 
 from __future__ import annotations
 
-import math
-
 from cadenza.engine.dsp import pitch_kernels as K
 from cadenza.engine.dsp.pitch import FMAX_HZ, FMIN_HZ, PitchTracker
+from cadenza.engine.dsp.units import hz_to_midi
 from cadenza.engine.events import OUTBOUND, Kind
 from cadenza.engine.node import Node, Option
 
 NOTE_HOPS = 4  # pitch-to-MIDI: hops (8 ms) a new note must hold before it sounds
-
-
-def hz_to_midi(f0: float) -> float:
-    return 69.0 + 12.0 * math.log2(f0 / 440.0)
 
 
 class PitchListener(Node):

@@ -35,6 +35,7 @@ from cadenza.engine.errors import ModelError
 from cadenza.engine.events import Kind
 from cadenza.engine.dsp.noise import noise_state, white_noise
 from cadenza.engine.node import Node, Option, Param
+from cadenza.engine.dsp.units import hz_to_midi, midi_to_hz, semitones_to_ratio
 from cadenza.engine.dsp.ddsp import (harmonic_amplitudes, harmonic_render, noise_matrix,
                                       noise_render, taper_hz)
 
@@ -152,7 +153,7 @@ def model_path(name: str) -> Path:
 def scale_inputs(f0_hz: float, loudness_db: float, voicing: float, x: np.ndarray) -> None:
     """Scalar twin of ``cadenza.models.ddsp.model.scale_inputs`` into ``x`` (3,)."""
     if f0_hz > 0.0:
-        midi = 69.0 + 12.0 * math.log2(max(f0_hz, 1e-3) / 440.0)
+        midi = hz_to_midi(max(f0_hz, 1e-3))
         x[0] = min(max(midi, 0.0), 127.0) / 127.0
     else:
         x[0] = 0.0
@@ -270,13 +271,13 @@ class DDSPVoice(Node):
         loud = loud_in + p("loudness_offset")
         voiced = voicing >= 0.5 and f0_in > 0.0 and loud_in > p("gate_db")
         if voiced and v.gate <= SILENT and self.options["auto_octave"]:
-            midi = 69.0 + 12.0 * math.log2(f0_in / 440.0) + p("transpose")
+            midi = hz_to_midi(f0_in) + p("transpose")
             centre = 0.5 * (self.midi_lo + self.midi_hi)
             v.octave = int(round((centre - midi) / 12.0))
         step = self.hop_s / GATE_TIME_S
         gate = min(1.0, v.gate + step) if voiced else max(0.0, v.gate - step)
         if f0_in > 0.0:
-            v.f0 = f0_in * 2.0 ** ((p("transpose") + 12.0 * v.octave) / 12.0)
+            v.f0 = f0_in * semitones_to_ratio(p("transpose") + 12.0 * v.octave)
         return v.f0, loud, voicing, gate
 
     def _frame_notes(self, v: _Voice) -> tuple:
@@ -299,13 +300,13 @@ class DDSPVoice(Node):
         v.age_s += dt
         ramp = min(max((v.age_s - p("vibrato_delay")) / 0.3, 0.0), 1.0)
         vib = p("vibrato_depth") * ramp * math.sin(2.0 * math.pi * p("vibrato_rate") * v.age_s)
-        f0 = v.f0 * 2.0 ** ((vib / 100.0 + self.bend + p("transpose")) / 12.0)
+        f0 = v.f0 * semitones_to_ratio(vib / 100.0 + self.bend + p("transpose"))
         loud = v.loud_db + 20.0 * math.log10(max(v.env, 1e-6))
         gate = min(1.0, v.env * 20.0) if v.env > 0.0 else 0.0
         return f0, loud, 1.0, gate
 
     def _note_on(self, note: int, velocity: int) -> None:
-        f0 = 440.0 * 2.0 ** ((note - 69) / 12.0)
+        f0 = midi_to_hz(float(note))
         loud = self.loud_lo + (self.loud_hi - self.loud_lo) * (velocity / 127.0)
         self.order += 1
         if len(self.voices) == 1:
@@ -327,7 +328,7 @@ class DDSPVoice(Node):
             if v.note == note and not v.releasing:
                 if self.held:  # legato back to the last key still held
                     v.note = self.held[-1]
-                    v.target_f0 = 440.0 * 2.0 ** ((v.note - 69) / 12.0)
+                    v.target_f0 = midi_to_hz(float(v.note))
                 else:
                     v.releasing = True
             return

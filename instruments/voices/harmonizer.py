@@ -36,6 +36,7 @@ from cadenza.engine.errors import ModelError
 from cadenza.engine.events import Kind
 from cadenza.engine.dsp.noise import noise_state, white_noise
 from cadenza.engine.node import Node, Option, Param
+from cadenza.engine.dsp.units import midi_to_hz, semitones_to_ratio
 from cadenza.engine.dsp import ddsp as D
 from cadenza.engine.dsp.pitch import PitchTracker
 from cadenza.models.vocoder import features as F
@@ -206,9 +207,9 @@ class Harmonizer(Node):
         harmony_gain = 10.0 ** (p[1] / 20.0)
         for i in range(1, self.n_lines):
             if i - 1 < len(self.held):
-                self.line_f0[i] = 440.0 * 2.0 ** ((self.held[i - 1] - 69) / 12.0) * vibrato if f0 > 0.0 else 0.0
+                self.line_f0[i] = midi_to_hz(float(self.held[i - 1])) * vibrato if f0 > 0.0 else 0.0
             elif not math.isnan(self.intervals[i - 1]):
-                self.line_f0[i] = f0 * 2.0 ** (self.intervals[i - 1] / 12.0)
+                self.line_f0[i] = f0 * semitones_to_ratio(float(self.intervals[i - 1]))
             else:
                 self.line_f0[i] = 0.0
             self.line_gain[i] = harmony_gain

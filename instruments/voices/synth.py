@@ -14,6 +14,7 @@ import math
 import numpy as np
 from numba import njit
 
+from cadenza.engine.dsp.units import midi_to_hz
 from cadenza.engine.node import Node, Option, Param
 
 WAVES = ("saw", "square", "triangle", "sine")
@@ -159,7 +160,7 @@ def synth_kernel(out, events, block_start, vs, chan, wave, sr, bend_range,
                     continue
             vs[v, 5] = env
             ch = int(vs[v, 2])
-            freq = 440.0 * 2.0 ** ((vs[v, 1] - 69.0 + chan[ch, 0] * bend_range) / 12.0)
+            freq = midi_to_hz(vs[v, 1] + chan[ch, 0] * bend_range)
             dt = min(freq / sr, 0.5)
             phase = vs[v, 4]
             x = _oscillator(wave, phase, dt) * env * vs[v, 3]

@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from cadenza.engine.dsp.noise import next_noise, noise_state
+from cadenza.engine.dsp.units import semitones_to_ratio
 from cadenza.engine.node import Node, Option, Param
 
 CARRIERS = ("input", "saw", "noise")
@@ -268,7 +269,7 @@ class ChannelVocoder(Node):
         p = self.params
         if p[2] != self._formant:  # formant shift moved: re-tune the carrier bank
             self._formant = p[2]
-            np.multiply(self.centres, 2.0 ** (float(p[2]) / 12.0), out=self.shifted)
+            np.multiply(self.centres, semitones_to_ratio(float(p[2])), out=self.shifted)
             bandpass_coefs(self.car_coefs, self.shifted, self.ratio, self.sample_rate)
         vocoder_kernel(io.outputs["out"], io.inputs["modulator"], io.inputs["carrier"],
                        self.mod_coefs, self.car_coefs, self.mod_state, self.car_state, self.env,

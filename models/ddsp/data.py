@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cadenza.engine.dsp.units import midi_to_hz
+
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "data" / "ddsp"
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
@@ -144,7 +146,7 @@ def render_melody(synth, notes, inst: Instrument, rng) -> tuple[np.ndarray, np.n
         block = np.frombuffer(synth.get_samples(CHUNK), np.int16)[0::2]
         audio[c * CHUNK:(c + 1) * CHUNK] = block
         if current >= 0:  # f0 held through release and rests, as a tracker would hold it
-            f0_per_sample[c * CHUNK:(c + 1) * CHUNK] = 440.0 * 2 ** ((current + bend - 69) / 12)
+            f0_per_sample[c * CHUNK:(c + 1) * CHUNK] = midi_to_hz(current + bend)
     synth.cc(0, 123, 0)  # all notes off
     n_frames = len(audio) // HOP
     f0 = f0_per_sample[HOP - 1: n_frames * HOP: HOP]

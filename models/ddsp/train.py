@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from cadenza.engine.dsp.ddsp import noise_matrix
+from cadenza.engine.dsp.units import hz_to_midi
 from cadenza.models.ddsp import data, features
 from cadenza.models.ddsp.model import Decoder, fast_basis, render, save
 from cadenza.models.ddsp_torch import multiscale_spectral_loss
@@ -53,7 +54,7 @@ def ranges(sets) -> dict[str, list[float]]:
     """What the instrument played: loudness (dB, 10th..95th percentile) and pitch (MIDI, 5th..95th)
     of voiced frames — the voice maps note velocity and its automatic octave shift onto these."""
     voiced = (sets["voicing"] >= 0.5) & (sets["f0"] > 0)
-    midi = 69.0 + 12.0 * np.log2(sets["f0"][voiced] / 440.0)
+    midi = hz_to_midi(sets["f0"][voiced])
     return {"loudness_range": [round(float(v), 1) for v in np.percentile(sets["loudness"][voiced], [10, 95])],
             "pitch_range": [round(float(v), 1) for v in np.percentile(midi, [5, 95])]}
 
