@@ -22,6 +22,8 @@ import math
 import numpy as np
 from numba import njit
 
+from cadenza.engine.dsp.nn import gru_cell, sigmoid
+
 FPS = 100.0  # novelty frames per second (default)
 WINDOW_MS = 46.0  # analysis window, ms (rounded to a power of two in samples)
 DELAY_MS = 12.0  # how far a frame's onset evidence lags its last sample, ms
@@ -172,11 +174,6 @@ def novelty(ring, wpos, window, frame, re, im, mag, rev, cos_t, sin_t, b_start, 
 
 
 @njit(nogil=True, cache=True)
-def _sigmoid(v):
-    return 1.0 / (1.0 + math.exp(-v))
-
-
-@njit(nogil=True, cache=True)
 def gru_step(x, h, gi, gh, w_ih, w_hh, b_ih, b_hh, w_out, b_out):
     """One step of a one-layer GRU (torch's gate order r, z, n) and a sigmoid read-out.
 
@@ -193,14 +190,11 @@ def gru_step(x, h, gi, gh, w_ih, w_hh, b_ih, b_hh, w_out, b_out):
         for k in range(n_h):
             acc += w_hh[g, k] * h[k]
         gh[g] = acc
+    gru_cell(gi, gh, h)
     out = b_out[0]
     for k in range(n_h):
-        r = _sigmoid(gi[k] + gh[k])
-        z = _sigmoid(gi[n_h + k] + gh[n_h + k])
-        n = math.tanh(gi[2 * n_h + k] + r * gh[2 * n_h + k])
-        h[k] = (1.0 - z) * n + z * h[k]
         out += w_out[k] * h[k]
-    return _sigmoid(out)
+    return sigmoid(out)
 
 
 @njit(nogil=True, cache=True)

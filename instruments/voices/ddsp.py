@@ -34,6 +34,7 @@ from numba import njit
 from cadenza.engine.errors import ModelError
 from cadenza.engine.events import Kind
 from cadenza.engine.dsp.noise import noise_state, white_noise
+from cadenza.engine.dsp.nn import exp_sigmoid, gru_cell
 from cadenza.engine.node import Node, Option, Param
 from cadenza.engine.dsp.units import hz_to_midi, midi_to_hz, semitones_to_ratio
 from cadenza.engine.dsp.ddsp import (harmonic_amplitudes, harmonic_render, noise_matrix,
@@ -66,21 +67,13 @@ def decoder_step(x, h, w1, b1, w2, b2, wih, bih, whh, bhh, wo1, bo1, wo2, bo2, s
     _affine(w2, b2, s1, n, s2, True)
     _affine(wih, bih, s2, n, gi, False)
     _affine(whh, bhh, h, n, gh, False)
+    gru_cell(gi, gh, h)
     for i in range(n):
-        r = 1.0 / (1.0 + math.exp(-(gi[i] + gh[i])))
-        z = 1.0 / (1.0 + math.exp(-(gi[n + i] + gh[n + i])))
-        c = math.tanh(gi[2 * n + i] + r * gh[2 * n + i])
-        h[i] = (1.0 - z) * c + z * h[i]
         cat[i] = h[i]
     for j in range(3):
         cat[n + j] = x[j]
     _affine(wo1, bo1, cat, n + 3, s1, True)
     _affine(wo2, bo2, s1, n, raw, False)
-
-
-@njit(nogil=True, cache=True)
-def _exp_sigmoid(v):
-    return 2.0 * (1.0 / (1.0 + math.exp(-v))) ** 2.302585092994046 + 1e-7
 
 
 @njit(nogil=True, cache=True)
@@ -95,11 +88,11 @@ def voice_hop(out, f0_prev, f0, x, gate_prev, gate, noise_bias, sr, max_hz, mat,
         whh, bhh, wo1, bo1, wo2, bo2 = weights_b
         s1, s2, gi, gh, cat = scratch
         decoder_step(x, h, w1, b1, w2, b2, wih, bih, whh, bhh, wo1, bo1, wo2, bo2, s1, s2, gi, gh, cat, raw)
-        amp = _exp_sigmoid(raw[0]) * gate
+        amp = exp_sigmoid(raw[0]) * gate
         for k in range(n_h):
-            dist[k] = _exp_sigmoid(raw[1 + k])
+            dist[k] = exp_sigmoid(raw[1 + k])
         for b in range(n_b):
-            mags[b] = _exp_sigmoid(raw[1 + n_h + b] + noise_bias) * gate
+            mags[b] = exp_sigmoid(raw[1 + n_h + b] + noise_bias) * gate
         harmonic_amplitudes(amp, dist, f0, max_hz, taper_hz(max_hz), amps_new)
     else:
         for k in range(n_h):

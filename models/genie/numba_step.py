@@ -18,15 +18,11 @@ import math
 import numpy as np
 from numba import njit
 
+from cadenza.engine.dsp.nn import sigmoid as _sigmoid
 from cadenza.models.genie.model import START, Genie, button_value
 
 NUM_KEYS = 88
 LOWEST_KEY = 21
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _sigmoid(x):
-    return 1.0 / (1.0 + math.exp(-x))
 
 
 @njit(nogil=True, cache=True, fastmath=True)

@@ -34,6 +34,8 @@ import torch
 from numba import njit
 from torch import nn
 
+from cadenza.engine.dsp.nn import exp_sigmoid as exp_sigmoid_nb
+from cadenza.engine.dsp.nn import sigmoid as _sigmoid
 from cadenza.models.ddsp_torch import exp_sigmoid
 from cadenza.models.vocoder import features as F
 from cadenza.models.weights import load_weights, reading
@@ -111,11 +113,6 @@ def envelope_weights_nb(env, f0_hz, out):
         out[k] = math.exp(env[lo] + (env[lo + 1] - env[lo]) * frac - top)
 
 
-@njit(nogil=True, cache=True, inline="always")
-def _sigmoid(x):
-    return 1.0 / (1.0 + math.exp(-x))
-
-
 @njit(nogil=True, cache=True, fastmath=True)
 def gru_step(mel, f0_hz, voicing, w, h, proj, gates, y):
     """One frame of :class:`VocoderNet` in numba. Updates ``h`` (HIDDEN,) in place; ``y`` (N_OUT,) raw outputs.
@@ -172,12 +169,12 @@ def numba_weights(net: VocoderNet) -> tuple:
 @njit(nogil=True, cache=True)
 def decode_outputs(y, mel, amp_out, env, noise):
     """Raw outputs ``y`` (N_OUT,) → amp_out (1,), env (80,) log envelope, noise (N_NOISE,) magnitudes."""
-    amp_out[0] = 2.0 * _sigmoid(y[0]) ** math.log(10.0) + 1e-7
+    amp_out[0] = exp_sigmoid_nb(y[0])
     n_mel = env.shape[0]
     for i in range(n_mel):
         env[i] = mel[i] + y[1 + i]
     for i in range(noise.shape[0]):
-        noise[i] = 2.0 * _sigmoid(y[1 + n_mel + i]) ** math.log(10.0) + 1e-7
+        noise[i] = exp_sigmoid_nb(y[1 + n_mel + i])
 
 
 def load(path) -> VocoderNet:

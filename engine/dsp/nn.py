@@ -1,0 +1,38 @@
+"""Numba neural-network cells shared by the live models: sigmoid, DDSP's exp_sigmoid, the GRU cell.
+
+All scalar functions specialise on their argument type (float32 in, float32
+math), are inlined into their callers and allocate nothing. Torch twins are in
+the models (``torch.nn.GRU``; :func:`cadenza.models.ddsp_torch.exp_sigmoid`).
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+LN10 = 2.302585092994046  # math.log(10.0), DDSP's exponent
+
+
+@njit(nogil=True, cache=True, inline="always")
+def sigmoid(x):
+    """1 / (1 + e^-x)."""
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@njit(nogil=True, cache=True, inline="always")
+def exp_sigmoid(x):
+    """DDSP's positive, bounded non-linearity: 2 · sigmoid(x)^ln10 + 1e-7."""
+    return 2.0 * sigmoid(x) ** LN10 + 1e-7
+
+
+@njit(nogil=True, cache=True, inline="always")
+def gru_cell(gi, gh, h):
+    """Update ``h`` (hidden,) in place from the input and hidden projections ``gi``, ``gh`` (3·hidden,),
+    torch's gate order (r, z, n) with biases included: n = tanh(gi_n + r·gh_n), h = (1 − z)·n + z·h."""
+    n = h.shape[0]
+    for k in range(n):
+        r = sigmoid(gi[k] + gh[k])
+        z = sigmoid(gi[n + k] + gh[n + k])
+        c = math.tanh(gi[2 * n + k] + r * gh[2 * n + k])
+        h[k] = (1.0 - z) * c + z * h[k]
