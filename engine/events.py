@@ -24,6 +24,8 @@ hands each block the events that fall inside it, sorted by time.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 import numpy as np
 from numba import njit
 
@@ -44,13 +46,18 @@ BROADCAST = -2
 ENGINE = -3
 
 
-class Kind:
-    """Event kinds. Data fields per kind are given as (channel, a, b, value)."""
+class Kind(IntEnum):
+    """Event kinds. Data fields per kind are given as (channel, a, b, value).
+
+    An ``IntEnum``: numba reads ``Kind.X`` inside ``@njit`` code as a constant, so
+    kernels compare ``ev["kind"] == Kind.NOTE_ON`` instead of retyping numbers.
+    ``Kind.NAMES`` maps each number to its lower-case name (OSC addresses).
+    """
 
     NOTE_ON = 1  # (ch, note, velocity 1-127, -)
     NOTE_OFF = 2  # (ch, note, velocity, -)
     CC = 3  # (ch, controller, value 0-127, -)
-    PITCH_BEND = 4  # (ch, -, -, bend in semitones)
+    PITCH_BEND = 4  # (ch, -, -, bend -1..1 of the receiver's bend range)
     PROGRAM = 5  # (ch, program, -, -)
     PARAM = 6  # (-, param index, -, value in the param's unit)
     PANIC = 7  # all notes off, tails cut
@@ -62,22 +69,8 @@ class Kind:
     BEAT_PREDICTION = 13  # (-, -, -, seconds until the predicted beat)
     LOUDNESS = 14  # (-, -, -, loudness dB)
 
-    NAMES = {
-        1: "note_on",
-        2: "note_off",
-        3: "cc",
-        4: "pitch_bend",
-        5: "program",
-        6: "param",
-        7: "panic",
-        8: "beat",
-        9: "tempo",
-        10: "button",
-        11: "pitch",
-        12: "transport",
-        13: "beat_prediction",
-        14: "loudness",
-    }
+
+Kind.NAMES = {k.value: k.name.lower() for k in Kind}
 
 
 def make_events(capacity: int) -> np.ndarray:

@@ -34,11 +34,11 @@ from cadenza.engine.backends import BackendError
 from cadenza.engine.backends.live import LiveBackend, Recorder, prime, wait
 from cadenza.engine.control.midiparse import MidiParser, event_bytes
 from cadenza.engine.engine import Engine
-from cadenza.engine.events import Scheduler
+from cadenza.engine.events import Kind, Scheduler
 
 CLIENT_NAME = "cadenza"
 STOP_TIMEOUT_S = 2.0  # how long a stop waits for the realtime thread to leave by itself
-_ECHO_KINDS = (1, 2, 3, 4, 5)  # note on/off, CC, pitch bend, program: what MIDI out carries
+_ECHO_KINDS = (Kind.NOTE_ON, Kind.NOTE_OFF, Kind.CC, Kind.PITCH_BEND, Kind.PROGRAM)  # what MIDI out carries
 
 
 def _jack():

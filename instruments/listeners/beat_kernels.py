@@ -31,6 +31,7 @@ import numpy as np
 from numba import njit
 
 from cadenza.engine.dsp.onset import group_bands, gru_step, novelty
+from cadenza.engine.events import Kind
 
 # indices into the float64 config array ``cfg``
 C_SR, C_HOP, C_WIN, C_DELAY, C_KAPPA, C_MU_COEF, C_LEVEL_COEF, C_GATE_DB, \
@@ -42,9 +43,9 @@ S_FILL, S_WPOS, S_HOPC, S_FRAMES, S_MU, S_LEVEL, S_PRED, S_PERIOD, S_LAST_BEAT, 
     S_LAST_PRED, S_BEATS, S_CONF, S_BPM, S_ACTIVE = range(14)
 N_ST = 14
 
-# event kinds written to the kernel's event buffer (mirror cadenza.engine.events.Kind)
-EV_BEAT = 8
-EV_PREDICTION = 13
+# event kinds written to the kernel's event buffer
+EV_BEAT = Kind.BEAT
+EV_PREDICTION = Kind.BEAT_PREDICTION
 
 
 # --------------------------------------------------------------------------- state space

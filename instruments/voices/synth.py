@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit
 
 from cadenza.engine.dsp.units import midi_to_hz
+from cadenza.engine.events import Kind
 from cadenza.engine.node import Node, Option, Param
 
 WAVES = ("saw", "square", "triangle", "sine")
@@ -88,13 +89,10 @@ def _allocate(vs, note, channel):
 def _handle_event(vs, chan, ev, now):
     kind = ev["kind"]
     ch = ev["channel"] & 15
-    if kind == 1:  # NOTE_ON
-        if ev["b"] == 0:
-            kind = 2
-        else:
-            _start_voice(vs, _allocate(vs, ev["a"], ch), ev["a"], ch, ev["b"], now)
-            return
-    if kind == 2:  # NOTE_OFF
+    if kind == Kind.NOTE_ON and ev["b"] != 0:
+        _start_voice(vs, _allocate(vs, ev["a"], ch), ev["a"], ch, ev["b"], now)
+        return
+    if kind == Kind.NOTE_OFF or kind == Kind.NOTE_ON:  # a note on with velocity 0 is a note off
         for v in range(vs.shape[0]):
             if vs[v, 0] != IDLE and vs[v, 1] == ev["a"] and vs[v, 2] == ch and vs[v, 7] == 1.0:
                 vs[v, 7] = 0.0
@@ -102,7 +100,7 @@ def _handle_event(vs, chan, ev, now):
                     vs[v, 8] = 1.0
                 else:
                     vs[v, 0] = RELEASE
-    elif kind == 3 and ev["a"] == 64:  # sustain pedal
+    elif kind == Kind.CC and ev["a"] == 64:  # sustain pedal
         down = ev["b"] >= 64
         chan[ch, 1] = 1.0 if down else 0.0
         if not down:
@@ -110,7 +108,7 @@ def _handle_event(vs, chan, ev, now):
                 if vs[v, 8] == 1.0 and vs[v, 2] == ch:
                     vs[v, 8] = 0.0
                     vs[v, 0] = RELEASE
-    elif kind == 4:  # PITCH_BEND, value -1..1
+    elif kind == Kind.PITCH_BEND:  # value -1..1
         chan[ch, 0] = ev["value"]
 
 
