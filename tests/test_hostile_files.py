@@ -31,10 +31,13 @@ def one_error_line(capsys, argv: list[str]) -> str:
     return lines[0]
 
 
-def write_patch(path: Path, node: str, audio_inputs: int = 0) -> Path:
-    """A patch of one node (TOML lines ``node``, id ``n``) that MIDI notes play."""
+def write_patch(path: Path, node: str, audio_inputs: int = 0, route: str = "notes") -> Path:
+    """A patch of one node (TOML lines ``node``, id ``n``) that MIDI plays: its ``notes``, its
+    ``buttons`` (C4..C5 white keys), or nothing (``route=""``, a listener)."""
     audio = f"[audio]\ninputs = {audio_inputs}\n\n" if audio_inputs else ""
-    path.write_text(f'{audio}[[node]]\nid = "n"\n{node}\n\n[midi]\nnotes = {{ to = "n" }}\n')
+    midi = {"notes": 'notes = { to = "n" }',
+            "buttons": 'buttons = { to = "n", notes = [60, 62, 64, 65, 67, 69, 71, 72] }', "": ""}[route]
+    path.write_text(f'{audio}[[node]]\nid = "n"\n{node}\n\n[midi]\n{midi}\n')
     return path
 
 
@@ -93,7 +96,7 @@ def test_truncated_weights_are_named_not_loaded(tmp_path, song, capsys):
 def test_swapped_weights_are_named_not_loaded(tmp_path, song, capsys):
     genie = ROOT / "models" / "genie" / "genie.pt"
     weights = copy_weights(ROOT / "models" / "ddsp" / "flute.pt", tmp_path / "genie.pt", sha_of=genie)
-    patch = write_patch(tmp_path / "p.toml", f'type = "genie"\nweights = "{weights}"')
+    patch = write_patch(tmp_path / "p.toml", f'type = "genie"\nweights = "{weights}"', route="buttons")
     line = one_error_line(capsys, ["render", str(patch), "--midi", str(song), "--out", str(tmp_path / "o.wav")])
     assert str(weights) in line and "does not match its recorded sha256" in line
 
@@ -128,7 +131,7 @@ def test_weights_torch_cannot_load_are_named(tmp_path):
 
 def test_missing_beat_weights_are_one_line(tmp_path, song, capsys):
     missing = tmp_path / "onset_gru.pt"
-    patch = write_patch(tmp_path / "p.toml", f'type = "beat"\ninput = "adc"\nweights = "{missing}"', 1)
+    patch = write_patch(tmp_path / "p.toml", f'type = "beat"\ninput = "adc"\nweights = "{missing}"', 1, route="")
     line = one_error_line(capsys, ["render", str(patch), "--midi", str(song), "--out", str(tmp_path / "o.wav")])
     assert str(missing) in line and "beat weights not found" in line
 
