@@ -148,3 +148,12 @@ def test_numba_onset_network_agrees_with_torch(tmp_path):
     got = [bk.gru_step(x[k], h, gi, gh, w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"], w["w_out"], w["b_out"])
            for k in range(len(x))]
     np.testing.assert_allclose(got, ref, atol=1e-9)
+
+
+def test_onset_fft_is_numpys_rfft():
+    from cadenza.engine.dsp.onset import OnsetFrontEnd, rfft_mag
+
+    f = OnsetFrontEnd(44100.0)
+    x = np.random.default_rng(3).standard_normal(f.win)
+    rfft_mag(x, f.spec, f.mag)
+    np.testing.assert_allclose(f.mag, np.abs(np.fft.rfft(x)), rtol=0, atol=1e-9)

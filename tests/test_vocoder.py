@@ -190,3 +190,18 @@ def test_patches_render_offline_from_voice_and_midi(patch, tmp_path):
     write_wav(tmp_path / "out.wav", out, engine.sample_rate)
     assert np.isfinite(out).all()
     assert np.sqrt(np.mean(out[:, SR // 4:] ** 2)) > 0.01
+
+
+def test_mel_scale_and_filterbank_are_librosas():
+    import librosa
+
+    from cadenza.engine.dsp.units import hz_to_mel
+    from cadenza.models.vocoder import features as F
+
+    hz = np.geomspace(20.0, 20000.0, 2001)
+    np.testing.assert_allclose(hz_to_mel(hz), librosa.hz_to_mel(hz, htk=False), rtol=0, atol=1e-12)
+    assert [hz_to_mel(float(f)) for f in hz[::100]] == list(hz_to_mel(hz[::100]))  # scalars (numba) = arrays
+    for sr in (24000, 48000):
+        basis = F.mel_basis(sr, F.win_samples(sr))
+        assert basis.dtype == np.float32 and basis.shape == (F.N_MELS, F.win_samples(sr) // 2 + 1)
+        assert (basis.sum(1) > 0).all()  # no empty band at the node's rates

@@ -1,9 +1,10 @@
 """The onset front end of the beat tracker: spectral-flux novelty per band and the onset GRU step.
 
 Onset novelty (one value per hop, ``fps`` frames per second): a Hann-windowed
-FFT of the newest ``win`` samples, magnitudes summed into log-spaced triangular
-bands (``bands_per_octave``), compressed with ``log10(1 + x)``, then the
-positive spectral flux against the previous frame, each band compared with the
+real FFT of the newest ``win`` samples (rocket-fft's ``r2c``: DUCC0, the FFT of
+``scipy.fft``, called from numba into a preallocated spectrum), magnitudes
+summed into log-spaced triangular bands (``bands_per_octave``), compressed
+with ``log10(1 + x)``, then the positive spectral flux against the previous frame, each band compared with the
 maximum of its neighbours (the SuperFlux trick, so vibrato does not count).
 Each band's positive difference, summed into fixed third-octave groups, is the
 input of a small causal onset network (a one-layer GRU, :func:`gru_step`).
@@ -21,6 +22,7 @@ import math
 
 import numpy as np
 from numba import njit
+from rocket_fft import r2c
 
 from cadenza.engine.dsp.nn import gru_cell, sigmoid
 
@@ -32,79 +34,15 @@ LOW_HZ = 250.0  # bands centred below this get the ``low_boost``
 LOW_BOOST = 3.0  # extra weight of the flux below LOW_HZ (kick, bass)
 MAX_FILTER = 1  # SuperFlux neighbour bands each side
 GROUP_FMIN, N_GROUPS = 30.0, 27  # the network's input: band differences in third octaves from 30 Hz
-
-
-
-def fft_tables(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tables for a real FFT of size ``n`` done as a complex FFT of size ``n // 2``.
-
-    Returns the bit-reversal permutation of ``n // 2`` and the twiddles
-    ``exp(-2 pi i k / n)`` (cos, sin) for k < n // 2.
-    """
-    m = n // 2
-    bits = int(round(math.log2(m)))
-    if 1 << bits != m or m < 2:
-        raise ValueError("FFT size must be a power of two >= 4")
-    idx = np.arange(m)
-    rev = np.zeros(m, np.int64)
-    for b in range(bits):
-        rev |= ((idx >> b) & 1) << (bits - 1 - b)
-    k = np.arange(m)
-    return rev, np.cos(2 * np.pi * k / n), -np.sin(2 * np.pi * k / n)
+_AXES = np.zeros(1, np.int64)  # r2c transforms axis 0
 
 
 @njit(nogil=True, cache=True)
-def _fft(re, im, rev, cos_t, sin_t, tw_step):
-    """In-place iterative radix-2 complex FFT of size ``re.shape[0]`` (twiddle stride ``tw_step``)."""
-    n = re.shape[0]
-    for i in range(n):
-        j = rev[i]
-        if j > i:
-            t = re[i]
-            re[i] = re[j]
-            re[j] = t
-            t = im[i]
-            im[i] = im[j]
-            im[j] = t
-    size = 2
-    while size <= n:
-        half = size // 2
-        step = (n // size) * tw_step
-        for k in range(half):
-            wr = cos_t[k * step]
-            wi = sin_t[k * step]
-            for a in range(k, n, size):
-                b = a + half
-                tr = wr * re[b] - wi * im[b]
-                ti = wr * im[b] + wi * re[b]
-                re[b] = re[a] - tr
-                im[b] = im[a] - ti
-                re[a] += tr
-                im[a] += ti
-        size *= 2
-
-
-@njit(nogil=True, cache=True)
-def rfft_mag(frame, re, im, mag, rev, cos_t, sin_t):
-    """Magnitudes of bins 0 .. n/2 of the real FFT of ``frame`` (n,); ``re``/``im`` are (n/2,) scratch."""
-    m = re.shape[0]
-    for k in range(m):
-        re[k] = frame[2 * k]
-        im[k] = frame[2 * k + 1]
-    _fft(re, im, rev, cos_t, sin_t, 2)
-    mag[0] = abs(re[0] + im[0])
-    mag[m] = abs(re[0] - im[0])
-    for k in range(1, m):
-        zr, zi = re[k], im[k]
-        cr, ci = re[m - k], -im[m - k]  # conj(Z[m - k])
-        er, ei = 0.5 * (zr + cr), 0.5 * (zi + ci)  # even part
-        dr, di = 0.5 * (zr - cr), 0.5 * (zi - ci)  # odd part times i
-        # X[k] = E + W^k * (-i) * D
-        orr, oi = di, -dr
-        wr, wi = cos_t[k], sin_t[k]
-        xr = er + wr * orr - wi * oi
-        xi = ei + wr * oi + wi * orr
-        mag[k] = math.sqrt(xr * xr + xi * xi)
+def rfft_mag(frame, spec, mag):
+    """Magnitudes of bins 0 .. n/2 of the real FFT of ``frame`` (n,); ``spec`` is (n/2 + 1,) complex scratch."""
+    r2c(frame, spec, _AXES, True, 1.0, 1)
+    for k in range(mag.shape[0]):
+        mag[k] = abs(spec[k])
 
 
 # --------------------------------------------------------------------------- filterbank
@@ -139,16 +77,18 @@ def log_filterbank(win: int, sr: float, bands_per_octave: int = 12, fmin: float 
 
 
 @njit(nogil=True, cache=True)
-def novelty(ring, wpos, window, frame, re, im, mag, rev, cos_t, sin_t, b_start, b_len, b_w, b_gain,
+def novelty(ring, wpos, window, frame, spec, _im, mag, _rev, _cos_t, _sin_t, b_start, b_len, b_w, b_gain,
             cur, prev, bdiff, max_w):
     """Spectral flux of the newest window in ``ring`` (write position ``wpos``), band ``b`` weighted ``b_gain[b]``.
 
-    ``bdiff`` receives each band's positive difference (the onset network's input).
+    ``bdiff`` receives each band's positive difference (the onset network's input). ``frame``, ``spec``
+    and ``mag`` are scratch (:class:`OnsetFrontEnd`'s); ``_im``, ``_rev``, ``_cos_t``, ``_sin_t`` are
+    unused, the slots of the hand-written FFT's tables that the beat kernel's argument list still has.
     """
     n = window.shape[0]
     for i in range(n):
         frame[i] = ring[(wpos + i) % n] * window[i]
-    rfft_mag(frame, re, im, mag, rev, cos_t, sin_t)
+    rfft_mag(frame, spec, mag)
     k = 0
     for b in range(b_start.shape[0]):
         acc = 0.0
@@ -207,8 +147,8 @@ def group_bands(bdiff, group, xin):
 
 
 @njit(nogil=True, cache=True)
-def band_features(audio, hop, window, frame, re, im, mag, rev, cos_t, sin_t, b_start, b_len, b_w, b_gain,
-                  cur, prev, bdiff, max_w, group, out):
+def band_features(audio, hop, window, frame, spec, mag, b_start, b_len, b_w, b_gain, cur, prev, bdiff, max_w,
+                  group, out):
     """Each frame's grouped band differences, (frames, groups) into ``out``: the same numbers the
     streaming kernel feeds the network (frame ``k`` ends at sample ``(k + 1) * hop``). For training."""
     win = window.shape[0]
@@ -218,7 +158,7 @@ def band_features(audio, hop, window, frame, re, im, mag, rev, cos_t, sin_t, b_s
         for i in range(win):
             j = end - win + i
             ring[i] = audio[j] if 0 <= j < audio.shape[0] else 0.0
-        novelty(ring, 0, window, frame, re, im, mag, rev, cos_t, sin_t, b_start, b_len, b_w, b_gain,
+        novelty(ring, 0, window, frame, spec, mag, mag, mag, mag, mag, b_start, b_len, b_w, b_gain,  # 4 unused slots
                 cur, prev, bdiff, max_w)
         group_bands(bdiff, group, out[k])
 
@@ -227,10 +167,11 @@ class OnsetFrontEnd:
     """Tables and scratch of the onset novelty for mono audio at ``sample_rate`` Hz.
 
     ``hop`` (samples) and ``fps`` (frames per second), ``win`` (FFT size),
-    ``window`` (Hann), the FFT tables, the log filterbank (``b_start``,
-    ``b_len``, ``b_w``, per-band ``b_gain``), each band's network ``group``
-    and the per-frame scratch (``frame``, ``re``, ``im``, ``mag``, ``cur``,
-    ``prev``, ``bdiff``).
+    ``window`` (Hann), the log filterbank (``b_start``, ``b_len``, ``b_w``,
+    per-band ``b_gain``), each band's network ``group`` and the per-frame
+    scratch (``frame``, ``spec``, ``mag``, ``cur``, ``prev``, ``bdiff``).
+    ``re`` is ``spec`` and ``im``, ``rev``, ``cos_t``, ``sin_t`` are empty: the
+    slots :func:`novelty`'s callers still pass.
     """
 
     def __init__(self, sample_rate: float, fps: float = FPS, window_ms: float = WINDOW_MS,
@@ -241,7 +182,6 @@ class OnsetFrontEnd:
         win = 1 << int(np.round(np.log2(window_ms * 1e-3 * sr)))
         self.hop, self.fps, self.win = hop, sr / hop, win
         self.max_filter = int(max_filter)
-        self.rev, self.cos_t, self.sin_t = fft_tables(win)
         self.window = np.hanning(win).astype(np.float64)
         self.b_start, self.b_len, self.b_w = log_filterbank(win, sr, bands_per_octave)
         n_bands = self.b_start.shape[0]
@@ -249,8 +189,8 @@ class OnsetFrontEnd:
         self.b_gain = 1.0 + low_boost * (centre_hz < LOW_HZ)
         self.group = np.clip(np.floor(np.log2(centre_hz / GROUP_FMIN) * 3), 0, N_GROUPS - 1).astype(np.int64)
         self.frame = np.zeros(win, np.float64)
-        self.re = np.zeros(win // 2, np.float64)
-        self.im = np.zeros(win // 2, np.float64)
+        self.spec = self.re = np.zeros(win // 2 + 1, np.complex128)
+        self.im = self.rev = self.cos_t = self.sin_t = np.zeros(0, np.float64)
         self.mag = np.zeros(win // 2 + 1, np.float64)
         self.cur = np.zeros(n_bands, np.float64)
         self.prev = np.zeros(n_bands, np.float64)
@@ -261,7 +201,6 @@ class OnsetFrontEnd:
         starts from silence and leaves ``prev`` at the clip's last frame. Not for live use."""
         out = np.zeros((len(audio) // self.hop, N_GROUPS), np.float64)
         self.prev[:] = 0.0
-        band_features(audio, self.hop, self.window, self.frame, self.re, self.im, self.mag, self.rev,
-                      self.cos_t, self.sin_t, self.b_start, self.b_len, self.b_w, self.b_gain,
-                      self.cur, self.prev, self.bdiff, self.max_filter, self.group, out)
+        band_features(audio, self.hop, self.window, self.frame, self.spec, self.mag, self.b_start, self.b_len,
+                      self.b_w, self.b_gain, self.cur, self.prev, self.bdiff, self.max_filter, self.group, out)
         return out

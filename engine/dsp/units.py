@@ -1,10 +1,14 @@
 """Units, written once: MIDI note number ↔ frequency (Hz, A4 = 440 Hz = note 69), semitones ↔ ratio.
 
+And the Slaney mel scale (librosa's ``hz_to_mel(htk=False)``: linear below 1 kHz, logarithmic above).
+
 Numba functions that also work from Python, on scalars and on numpy arrays::
 
     midi_to_hz(69.0) == 440.0;  hz_to_midi(220.0) == 57.0;  semitones_to_ratio(12.0) == 2.0
+    hz_to_mel(1000.0) == 15.0  (Slaney)
 
-Frequencies given to :func:`hz_to_midi` must be positive (callers clamp).
+Frequencies given to :func:`hz_to_midi` and :func:`hz_to_mel` must be positive (callers clamp).
+The mel *filterbank* is librosa's (:func:`cadenza.models.vocoder.features.mel_basis`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from numba import njit
 
 A4_HZ = 440.0
 A4_MIDI = 69.0
+MEL_HZ_PER_MEL = 200.0 / 3  # Slaney: Hz per mel below the break
+MEL_BREAK_HZ, MEL_BREAK = 1000.0, 15.0  # where the scale turns logarithmic (Hz, mel)
+MEL_LOGSTEP = 0.06875177742094912  # log(6.4) / 27: natural-log step per mel above the break
 
 
 @njit(cache=True, nogil=True)
@@ -32,3 +39,10 @@ def hz_to_midi(hz):
 def semitones_to_ratio(semitones):
     """Frequency ratio of an interval in semitones (12 → 2.0)."""
     return 2.0 ** (semitones / 12.0)
+
+
+@njit(cache=True, nogil=True)
+def hz_to_mel(hz):
+    """Slaney mel of a positive frequency in Hz (librosa's ``hz_to_mel(hz, htk=False)``)."""
+    return (np.minimum(hz / MEL_HZ_PER_MEL, MEL_BREAK)
+            + np.log(np.maximum(hz, MEL_BREAK_HZ) / MEL_BREAK_HZ) / MEL_LOGSTEP)

@@ -4,8 +4,8 @@ Defined in seconds, so the same features come out at any sample rate: a
 frame every ``HOP_S`` (2.67 ms: 64 samples at 24 kHz, 128 at 48 kHz) from a
 Hann window of ``WIN_S`` (21.3 ms) that *ends* at the frame's last sample
 (causal). Magnitudes are divided by the window's sum, so a sine of amplitude
-A reads about A/2 in its bin at every rate. Mel filters are Slaney-style
-triangles (area-normalised) from ``FMIN_HZ`` to ``FMAX_HZ``.
+A reads about A/2 in its bin at every rate. Mel filters are librosa's Slaney-style
+triangles (area-normalised) from ``FMIN_HZ`` to ``FMAX_HZ``, built once per analyser.
 
 f0 comes from :class:`cadenza.engine.dsp.pitch.PitchTracker` (the same streaming
 tracker the live node runs): per frame, the held f0 (Hz, last voiced value)
@@ -14,6 +14,7 @@ and the voicing probability as the tracker reported them at the frame's end.
 
 from __future__ import annotations
 
+import librosa
 import numpy as np
 
 HOP_S = 64 / 24000  # s between frames
@@ -34,35 +35,15 @@ def win_samples(sr: float) -> int:
     return int(round(WIN_S * sr))
 
 
-def hz_to_mel(f):
-    """Slaney mel scale (linear below 1 kHz, logarithmic above)."""
-    f = np.asarray(f, np.float64)
-    lin = f / (200.0 / 3)
-    log = 15.0 + np.log(np.maximum(f, 1e-9) / 1000.0) / (np.log(6.4) / 27.0)
-    return np.where(f >= 1000.0, log, lin)
-
-
-def mel_to_hz(m):
-    m = np.asarray(m, np.float64)
-    lin = m * (200.0 / 3)
-    log = 1000.0 * np.exp((m - 15.0) * (np.log(6.4) / 27.0))
-    return np.where(m >= 15.0, log, lin)
-
-
 def mel_centres() -> np.ndarray:
     """(N_MELS,) centre frequencies of the mel bands, Hz."""
-    return mel_to_hz(np.linspace(hz_to_mel(FMIN_HZ), hz_to_mel(FMAX_HZ), N_MELS + 2))[1:-1]
+    return librosa.mel_frequencies(N_MELS + 2, fmin=FMIN_HZ, fmax=FMAX_HZ, htk=False)[1:-1]
 
 
 def mel_basis(sr: float, n_fft: int) -> np.ndarray:
-    """(N_MELS, n_fft // 2 + 1) float32 Slaney mel filterbank at ``sr`` Hz."""
-    edges = mel_to_hz(np.linspace(hz_to_mel(FMIN_HZ), hz_to_mel(FMAX_HZ), N_MELS + 2))
-    bins = np.arange(n_fft // 2 + 1) * sr / n_fft
-    lower = (bins[None, :] - edges[:-2, None]) / (edges[1:-1] - edges[:-2])[:, None]
-    upper = (edges[2:, None] - bins[None, :]) / (edges[2:] - edges[1:-1])[:, None]
-    basis = np.maximum(0.0, np.minimum(lower, upper))
-    basis *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
-    return basis.astype(np.float32)
+    """(N_MELS, n_fft // 2 + 1) float32 Slaney mel filterbank at ``sr`` Hz (librosa's; build time only)."""
+    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=N_MELS, fmin=FMIN_HZ, fmax=FMAX_HZ, htk=False,
+                               norm="slaney", dtype=np.float32)
 
 
 class MelAnalyser:

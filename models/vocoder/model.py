@@ -36,6 +36,7 @@ from torch import nn
 
 from cadenza.engine.dsp.nn import exp_sigmoid as exp_sigmoid_nb
 from cadenza.engine.dsp.nn import sigmoid as _sigmoid
+from cadenza.engine.dsp.units import hz_to_mel
 from cadenza.models.ddsp_torch import exp_sigmoid
 from cadenza.models.vocoder import features as F
 from cadenza.models.weights import load_weights, reading
@@ -48,8 +49,8 @@ HIDDEN = 128
 N_OUT = 1 + F.N_MELS + N_NOISE
 DELAY_HOPS = 2
 NOISE_BIAS = -5.0  # initial noise band logits (quiet)
-MEL_LO = float(F.hz_to_mel(F.FMIN_HZ))
-MEL_STEP = float((F.hz_to_mel(F.FMAX_HZ) - MEL_LO) / (F.N_MELS + 1))
+MEL_LO = float(hz_to_mel(F.FMIN_HZ))  # env's mel axis: band i is centred at MEL_LO + (i + 1) · MEL_STEP
+MEL_STEP = float((hz_to_mel(F.FMAX_HZ) - MEL_LO) / (F.N_MELS + 1))
 
 
 class VocoderNet(nn.Module):
@@ -82,10 +83,14 @@ class VocoderNet(nn.Module):
 
 
 def envelope_weights(env: torch.Tensor, f0_hz: torch.Tensor) -> torch.Tensor:
-    """(B, T, H) harmonic weights ``exp(env(k · f0))`` from env (B, T, 80) and f0 (B, T) Hz."""
+    """(B, T, H) harmonic weights ``exp(env(k · f0))`` from env (B, T, 80) and f0 (B, T) Hz.
+
+    Differentiable in ``env``; the harmonics' mel positions depend on f0 alone and come from
+    :func:`cadenza.engine.dsp.units.hz_to_mel` (on the CPU), the function the numba twin calls.
+    """
     k = torch.arange(1, N_HARMONICS + 1, dtype=env.dtype, device=env.device)
     f = (f0_hz[..., None] * k).clamp(F.FMIN_HZ, F.FMAX_HZ)
-    mel = torch.where(f >= 1000.0, 15.0 + torch.log(f / 1000.0) / (math.log(6.4) / 27.0), f / (200.0 / 3))
+    mel = torch.from_numpy(hz_to_mel(f.detach().cpu().numpy())).to(env.device, env.dtype)
     pos = ((mel - MEL_LO) / MEL_STEP - 1.0).clamp(0.0, F.N_MELS - 1.0)
     lo = pos.floor().clamp(max=F.N_MELS - 2).long()
     frac = pos - lo
@@ -102,11 +107,7 @@ def envelope_weights_nb(env, f0_hz, out):
         top = max(top, env[i])
     n = env.shape[0]
     for k in range(out.shape[0]):
-        f = min(max(f0_hz * (k + 1), 40.0), 12000.0)
-        if f >= 1000.0:
-            mel = 15.0 + math.log(f / 1000.0) / (math.log(6.4) / 27.0)
-        else:
-            mel = f / (200.0 / 3)
+        mel = hz_to_mel(min(max(f0_hz * (k + 1), 40.0), 12000.0))
         pos = min(max((mel - MEL_LO) / MEL_STEP - 1.0, 0.0), n - 1.0)
         lo = min(int(math.floor(pos)), n - 2)
         frac = pos - lo
