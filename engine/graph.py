@@ -108,9 +108,16 @@ class Graph:
         self.adc = np.zeros((max(n_in, 1), block), np.float32)
         self._block_end = 0
         self._current = 0
-        self._build_io(specs)
         self.processing_us = np.zeros(len(self.nodes), np.float64)
-        self._warm_up()
+        try:
+            self._build_io(specs)
+            self._warm_up()
+        except BaseException:  # a node that failed to load: release what the others opened (servers, fonts)
+            try:
+                self.close()
+            except Exception:  # the load's own error is the one to report
+                pass
+            raise
 
     def _warm_up(self) -> None:
         """Run 20 ms of silent blocks with emits dropped, then reset: kernels compile here, not on
@@ -220,7 +227,7 @@ class Graph:
                     raise PatchError(f"{self.patch.path}: node.{node.id}: reads control {name!r}, "
                                      f"allowed one of {', '.join(sorted(self.controls))}")
                 io.controls[local] = self.controls[name]
-            node.prepare(Context(self.sample_rate, block, node.id, self.controls, self.index.__getitem__))
+            node.open(Context(self.sample_rate, block, node.id))  # prepare, then reset
             latency = node.latency_samples
             if not isinstance(latency, int) or latency < 0:
                 raise PatchError(f"{self.patch.path}: node.{node.id}: latency_samples is {latency!r}, "

@@ -100,7 +100,7 @@ class Runner:
             io.published[name] = np.zeros(block, np.float32)
         for local in node.reads:
             io.controls[local] = np.zeros(block, np.float32)
-        node.prepare(Context(self.sample_rate, block, node.id, {}, lambda _: 0))
+        node.open(Context(self.sample_rate, block, node.id))  # prepare, then reset
 
     def _collect(self, time, kind, target, channel, a, b, value) -> None:
         self._emitted.append((time, kind, target, channel, a, b, value))

@@ -16,17 +16,34 @@ and per instance, in ``__init__`` (from its options):
   value per frame of the block, visible to other nodes as ``"<id>.<name>"``;
 - ``reads``: the controls of other nodes it reads (local name → ``"<id>.<name>"``).
 
-``prepare(ctx)`` allocates, loads and compiles, and sets ``latency_samples``
-(as JUCE's processors report theirs: the samples between an input and the
-output it causes, 0 for most nodes); ``process(io)`` runs once per block and
-must be real-time safe; ``reset()`` clears state (tails cut, notes off). The
-graph checks the declarations when a patch loads.
+``__init__`` does nothing else: it validates options (a missing weights file
+may be named here) and declares; it loads nothing and allocates no state, since
+a patch is built (and checked) before it is wired. The life of a node:
+
+1. ``prepare(ctx)`` loads weights, models and SoundFonts, allocates every
+   buffer and state array, compiles, and sets ``latency_samples`` (as JUCE's
+   processors report theirs: the samples between an input and the output it
+   causes, 0 for most nodes). A file that cannot be loaded raises
+   :class:`cadenza.engine.errors.ModelError` (one line for the CLI).
+2. ``reset()`` clears state (tails cut, notes off, generators reseeded). It is
+   only ever called on a prepared node — :meth:`Node.open` (what the graph and
+   the harness call) runs ``prepare`` then ``reset``, and nothing resets a
+   node before that — so ``reset`` may use every array ``prepare`` made and
+   needs no guard, and ``prepare`` need not call it.
+3. ``process(io)`` runs once per block and must be real-time safe. Params are
+   read by name through ``self.P``, the param positions resolved once:
+   ``self.params[self.P.cutoff]`` (a float32, as the array holds it; no lookup
+   by string, no allocation beyond the scalar). ``param(name)`` gives a Python
+   float, for control-rate code.
+4. ``close()`` releases outside resources.
+
+The graph checks the declarations when a patch loads.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -79,13 +96,31 @@ class Param:
 
 @dataclass
 class Context:
-    """What a node learns at prepare time."""
+    """What a node learns at prepare time: the engine's ``sample_rate`` (Hz), its ``block``
+    (frames a ``process`` call may be given, at most) and the node's own id. Controls and
+    event targets are wired by the graph (``NodeIO.controls``, ``notes_to``), not here."""
 
     sample_rate: int
     block: int
     node_id: str = ""
-    controls: dict[str, np.ndarray] = field(default_factory=dict)
-    node_index: Callable[[str], int] | None = None
+
+
+class ParamIndex:
+    """The position of each of a node type's params in ``Node.params``, by name: ``P.cutoff`` → 0.
+
+    Resolved once when the node is made, so a block reads ``self.params[self.P.cutoff]``:
+    an attribute and an index. A name the node type lacks raises AttributeError naming those it has.
+    """
+
+    def __init__(self, names):
+        self._names = tuple(names)
+        for i, name in enumerate(self._names):
+            setattr(self, name, i)
+
+    def __getattr__(self, name: str):  # only reached for a name that is not a param
+        if name.startswith("__") or name == "_names":
+            raise AttributeError(name)
+        raise AttributeError(f"no param {name!r}, allowed {', '.join(self._names) or 'none'}")
 
 
 class NodeIO:
@@ -116,8 +151,8 @@ class NodeIO:
     def emit(self, offset, kind, channel=0, a=0, b=0, value=0.0, target=None) -> None:
         """Send an event ``offset`` frames into this block (or later).
 
-        ``target`` is a node index (see ``Context.node_index``); by default the
-        node's configured destination (its ``notes_to``), else out of the engine.
+        ``target`` is a node index in the graph's order, or ``OUTBOUND``; by default
+        the node's configured destination (its ``notes_to``), else out of the engine.
         A copy of every note, beat and pitch event also leaves the engine.
         """
         self._emit(self.block_start + offset, kind,
@@ -142,8 +177,10 @@ class Node:
         self.params = np.array([self.options.get(name, p.default) for name, p in self.PARAMS.items()],
                                dtype=np.float32)
         self.param_index = {name: i for i, name in enumerate(self.PARAMS)}
+        self.P = ParamIndex(self.PARAMS)  # params by name: self.params[self.P.cutoff]
         self.param_bounds = [(p.lo, p.hi) for p in self.PARAMS.values()]
         self.latency_samples = 0  # set in prepare when the node delays its input
+        self.prepared = False  # True once open() has run prepare
 
     @classmethod
     def patch_keys(cls) -> dict[str, Option]:
@@ -153,16 +190,24 @@ class Node:
         return keys | cls.OPTIONS
 
     def param(self, name: str) -> float:
+        """A param's value as a Python float (control-rate code; a block reads ``self.params[self.P.name]``)."""
         return float(self.params[self.param_index[name]])
 
+    def open(self, ctx: Context) -> None:
+        """Bring the node up: ``prepare(ctx)``, then ``reset()``. The graph and the harness call this,
+        never ``prepare`` alone, so ``reset`` always finds what ``prepare`` made. Not overridden."""
+        self.prepare(ctx)
+        self.prepared = True
+        self.reset()
+
     def prepare(self, ctx: Context) -> None:
-        """Allocate buffers and compile kernels. Not real-time."""
+        """Load weights, allocate buffers and state, compile kernels, set ``latency_samples``. Not real-time."""
 
     def process(self, io: NodeIO) -> None:
         """Produce this block. Real-time safe: no allocation, locks, I/O or per-sample Python."""
 
     def reset(self) -> None:
-        """Clear all state: notes off, tails cut."""
+        """Clear all state: notes off, tails cut. Called only after ``prepare`` (see :meth:`open`)."""
 
     def close(self) -> None:
         """Release outside resources (servers, files) when the graph is dropped."""

@@ -11,10 +11,15 @@ or buttons sent to it when it takes them), on the engine's offline path:
   the latency the node declares for that block size is compensated (a node
   with a frame rate above the block size buffers up to one frame more);
 - a render repeats exactly.
+
+and, for every type: making a node loads nothing (weights, models and
+SoundFonts load in ``prepare``), the graph opens every node (prepare, then
+reset) before anything resets it, and no node reads a param by position.
 """
 
 from __future__ import annotations
 
+import ast
 import tracemalloc
 from pathlib import Path
 
@@ -118,6 +123,7 @@ def render(text: str, tmp_path, block: int, frames: int, measure: bool = False):
             growth = (heap, (nrt1.alloc - nrt1.free) - (nrt0.alloc - nrt0.free))
         latency = engine.graph.latency_samples
         node = engine.graph.nodes[engine.node_index("n")]
+        assert node.prepared, f"{node.id}: the graph did not open it"
         node.reset()
         engine.graph.safety.reset()
         after_reset = engine.process(np.zeros((1, block), np.float32)).copy()
@@ -144,3 +150,57 @@ def test_node_keeps_the_contract(type_name, tmp_path):
         assert 0 <= shift < 1024, f"{type_name}: latency {other_latency} at {block} frames, {latency} at 128"
         diff = np.abs(other[:, shift:shift + short] - out[:, :short]).max()
         assert diff <= 1e-6, f"{type_name}: output differs by {diff:.3g} at {block} frames a block"
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_making_a_node_loads_nothing(type_name, monkeypatch):
+    """``__init__`` validates and declares; weights and SoundFonts load in ``prepare``."""
+    import torch
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{type_name}: __init__ loaded a file ({args[:1]})")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    try:
+        import fluidsynth
+    except (ImportError, OSError):
+        pass
+    else:
+        monkeypatch.setattr(fluidsynth, "Synth", refuse)
+    node = node_class(type_name)("n")
+    assert not node.prepared
+    assert [getattr(node.P, name) for name in node.PARAMS] == list(range(len(node.PARAMS)))
+
+
+def _positional_param_reads(path: Path) -> list[str]:
+    """``x.params[<int>]`` and ``p[<int>]`` where ``p`` was bound to ``self.params``, in one file."""
+    found = []
+    for fn in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        aliases = set()
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    pairs = [(target, node.value)]
+                    if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
+                        pairs = list(zip(target.elts, node.value.elts))
+                    for name, value in pairs:
+                        if isinstance(name, ast.Name) and isinstance(value, ast.Attribute) and value.attr == "params":
+                            aliases.add(name.id)
+        for node in ast.walk(fn):
+            if not isinstance(node, ast.Subscript):
+                continue
+            base = node.value
+            on_params = (isinstance(base, ast.Attribute) and base.attr == "params") or \
+                        (isinstance(base, ast.Name) and base.id in aliases)
+            index = node.slice.operand if isinstance(node.slice, ast.UnaryOp) else node.slice
+            if on_params and isinstance(index, ast.Constant) and isinstance(index.value, int):
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_nodes_read_params_by_name():
+    """A param is read as ``self.params[self.P.cutoff]``, never by its position in ``PARAMS``."""
+    found = [hit for path in sorted((REPO / "instruments").rglob("*.py")) for hit in _positional_param_reads(path)]
+    assert not found, "params read by position: " + "; ".join(found)

@@ -24,7 +24,7 @@ SR = 48000
 
 def make_node(**options) -> GenieNode:
     node = GenieNode("genie", **options)
-    node.prepare(Context(SR, 128))
+    node.open(Context(SR, 128))
     return node
 
 

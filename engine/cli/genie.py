@@ -60,7 +60,7 @@ def decode(rows, weights: str = "", temperature: float = 0.0, seed: int = 0, key
 
     node = GenieNode("genie", weights=weights, seed=seed, key=key, scale=scale, reset_after=reset_after,
                      temperature=temperature, lowest=float(lowest), highest=float(highest))
-    node.prepare(Context(SAMPLE_RATE, 128))
+    node.open(Context(SAMPLE_RATE, 128))
     notes = []
     for time_s, button, velocity in rows:
         _, on = node.handle(round(time_s * SAMPLE_RATE), button, velocity)

@@ -134,8 +134,9 @@ class PyoRack(Node):
         self.host.inp[:] = dry.T
         self.host.process()
         out = io.outputs["out"]
-        wet = self.params[0]
-        gain = 10.0 ** (self.params[1] / 20.0)
+        p, P = self.params, self.P
+        wet = p[P.wet]
+        gain = 10.0 ** (p[P.gain_db] / 20.0)
         np.multiply(self.host.out.T, wet * gain, out=out)
         if wet < 1.0:
             out += dry * ((1.0 - wet) * gain)

@@ -47,14 +47,20 @@ def scale_mask(key: str, scale: str) -> np.ndarray:
     return mask
 
 
+def weights_path(weights: str | Path | None = None) -> Path:
+    """The weights file to load (``weights``, else the committed model); a ModelError if it is not there."""
+    path = Path(weights) if weights else DEFAULT_WEIGHTS
+    if not path.is_file():
+        raise ModelError(f"{path}: Piano Genie weights not found (train them with: python -m cadenza.models.genie.train)")
+    return path
+
+
 def load_decoder(weights: str | Path | None = None, seed: int = 0):
     """The numba decoder for a weights file; a ModelError names the file and what is wrong with it."""
     from cadenza.models.genie.model import load
     from cadenza.models.genie.numba_step import NumbaDecoder
 
-    path = Path(weights) if weights else DEFAULT_WEIGHTS
-    if not path.is_file():
-        raise ModelError(f"{path}: Piano Genie weights not found (train them with: python -m cadenza.models.genie.train)")
+    path = weights_path(weights)
     model, _ = load(path)
     if not model.config.buttons:
         raise ModelError(f"{path}: is the LM baseline (no buttons); the node needs a Piano Genie model")
@@ -83,20 +89,18 @@ class GenieNode(Node):
 
     def __init__(self, node_id: str, **options):
         super().__init__(node_id, **options)
-        self.decoder = load_decoder(self.options["weights"], self.options["seed"])
-        self.buttons = self.decoder.levels
+        self.weights = weights_path(self.options["weights"])  # named now; loaded in prepare
         self.scale = scale_mask(self.options["key"], self.options["scale"])
-        self.held = np.full(self.buttons, -1, dtype=np.int64)  # pitch sounding per button, -1 none
-        self.sounding = np.zeros(128, dtype=np.int64)  # buttons holding each pitch
-        self.last_press = -1  # sample time of the previous press, -1 before the first
-        self.last_activity = -1  # sample time of the last press or release
         self.ignored = 0  # BUTTON events with an index outside 0..buttons-1
 
     def prepare(self, ctx) -> None:
+        self.decoder = load_decoder(self.weights, self.options["seed"])
+        self.buttons = self.decoder.levels
+        self.held = np.full(self.buttons, -1, dtype=np.int64)  # pitch sounding per button, -1 none
+        self.sounding = np.zeros(128, dtype=np.int64)  # buttons holding each pitch
         self.sample_rate = float(ctx.sample_rate)
         self.reset_samples = int(self.options["reset_after"] * ctx.sample_rate)
         self.decoder.press(FIRST_DT, 0)  # compile (or load) the kernels now, not on the first press
-        self.reset()
 
     def press(self, time: int, button: int) -> int:
         """Decode one press at sample ``time``; returns the MIDI pitch chosen."""
@@ -107,8 +111,8 @@ class GenieNode(Node):
         else:
             dt = (time - self.last_press) / self.sample_rate
         self.last_press = time
-        p = self.params
-        return self.decoder.press(dt, button, float(p[0]), self.scale, int(p[1]), int(p[2]))
+        p, P = self.params, self.P
+        return self.decoder.press(dt, button, float(p[P.temperature]), self.scale, int(p[P.lowest]), int(p[P.highest]))
 
     def handle(self, time: int, button: int, velocity: int) -> tuple[int, int]:
         """One button event at sample ``time`` (velocity 0 releases).

@@ -114,7 +114,6 @@ class BeatTracker(Node):
             raise ValueError(f"node.{node_id}: min_bpm must be below max_bpm")
         self.inputs = {"in": 1}
         self.controls = dict(self.CONTROLS)
-        self.ready = False
 
     def prepare(self, ctx: Context) -> None:
         o = self.options
@@ -167,16 +166,12 @@ class BeatTracker(Node):
         self.ev_a = np.zeros(MAX_EVENTS, np.int64)
         self.ev_val = np.zeros(MAX_EVENTS, np.float64)
         self.act_log = np.zeros(0, np.float64)
-        self.ready = True
         self.reset()
-        # compile (or load from cache) and leave the state untouched
+        # compile (or load from cache) on a cleared state; open() resets again after
         scratch = {k: np.zeros(ctx.block, np.float32) for k in self.CONTROLS}
         self._run(np.zeros(ctx.block, np.float32), 0, scratch)
-        self.reset()
 
     def reset(self) -> None:
-        if not self.ready:
-            return
         self.st[:] = 0.0
         self.st[bk.S_LAST_BEAT] = -1e18
         self.st[bk.S_LAST_PRED] = -1e18

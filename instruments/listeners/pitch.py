@@ -64,11 +64,9 @@ class PitchListener(Node):
         self.hops, self.pub = self.tracker.buffers(ctx.block)
         self.event_every = (max(1, round(ctx.sample_rate / o["events_hz"] / self.tracker.hop))
                             if o["events_hz"] > 0 else 0)
-        self.reset()
 
     def reset(self) -> None:
-        if hasattr(self, "tracker"):
-            self.tracker.reset()
+        self.tracker.reset()
         self.note = -1  # sounding MIDI note, -1 none
         self.bend = 0.0  # last bend sent, -1..1
         self.cand = -1  # note the pitch has been heading for

@@ -242,20 +242,17 @@ class DDSPVoice(Node):
         n_voices = 1 if self.options["listener"] else self.options["voices"]
         self.voices = [_Voice(dec, self.mat.shape[0], self.hop, self.options["seed"] + v) for v in range(n_voices)]
         self.fifo = np.zeros(ctx.block + self.hop, np.float32)
-        self.filled = 0
         meta = dec.meta
         self.loud_lo, self.loud_hi = meta.get("loudness_range", (-50.0, -20.0))
         self.midi_lo, self.midi_hi = meta.get("pitch_range", (55.0, 88.0))
-        self.bend = 0.0  # semitones
         self.order = 0
         self.published_f0 = 0.0
-        self.held = []
 
     def reset(self) -> None:
-        for v in getattr(self, "voices", []):
+        for v in self.voices:
             v.reset()
         self.filled = 0
-        self.bend = 0.0
+        self.bend = 0.0  # semitones
         self.held = []  # mono: keys held, oldest first
 
     # ---- control-rate logic (Python scalars, once per 2.67 ms frame) -----------------------

@@ -118,18 +118,18 @@ class Harmonizer(Node):
             raise ValueError(f"node.{node_id}.intervals: found {intervals!r}, allowed up to 3 numbers in -24..24")
         self.inputs = {"in": 1}
         self.outputs = {"out": 2}
-        path = Path(self.options["weights"] or WEIGHTS)
-        if not path.exists():
-            raise ModelError(f"{path}: vocoder weights not found "
+        self.path = Path(self.options["weights"] or WEIGHTS)
+        if not self.path.exists():
+            raise ModelError(f"{self.path}: vocoder weights not found "
                              f"(node.{node_id}; train them: python -m cadenza.models.vocoder.train)")
-        self.net = M.load(path)
-        self.w = M.numba_weights(self.net)
         self.n_lines = 1 + self.options["voices"]
         self.intervals = np.full(3, np.nan)
         self.intervals[: len(intervals)] = intervals
-        self.held: list[int] = []  # held MIDI notes, oldest first
 
     def prepare(self, ctx) -> None:
+        self.held: list[int] = []  # held MIDI notes, oldest first
+        self.net = M.load(self.path)
+        self.w = M.numba_weights(self.net)
         sr = float(ctx.sample_rate)
         self.sr = sr
         self.block = ctx.block
@@ -170,12 +170,9 @@ class Harmonizer(Node):
         self.fifo = np.zeros((2, self.block + 2 * self.hop + self.prime), np.float32)
         self.vib_coef = 1.0 - math.exp(-self.hop / (VIBRATO_S * sr))
         self.latency_samples = M.DELAY_HOPS * self.hop + self.prime
-        self.reset()
 
     def reset(self) -> None:
         self.held.clear()
-        if not hasattr(self, "h"):
-            return
         self.noise_gen[0] = NOISE_SEED
         for arr in (self.h, self.amps_prev, self.amps_new, self.f0_prev, self.phase, self.tail, self.fifo):
             arr[...] = 0.0
@@ -201,10 +198,10 @@ class Harmonizer(Node):
         if voicing >= 0.5 and f0 > 0.0:
             self.f0_slow = f0 if self.f0_slow <= 0.0 else self.f0_slow + self.vib_coef * (f0 - self.f0_slow)
         vibrato = f0 / self.f0_slow if self.f0_slow > 0.0 else 1.0
-        p = self.params
+        p, P = self.params, self.P
         self.line_f0[0] = f0
-        self.line_gain[0] = 10.0 ** (p[0] / 20.0)
-        harmony_gain = 10.0 ** (p[1] / 20.0)
+        self.line_gain[0] = 10.0 ** (p[P.lead_db] / 20.0)
+        harmony_gain = 10.0 ** (p[P.harmony_db] / 20.0)
         for i in range(1, self.n_lines):
             if i - 1 < len(self.held):
                 self.line_f0[i] = midi_to_hz(float(self.held[i - 1])) * vibrato if f0 > 0.0 else 0.0
@@ -243,7 +240,7 @@ class Harmonizer(Node):
             self._note(events[e])
             e += 1
         out = io.outputs["out"]
-        gain = 10.0 ** (self.params[2] / 20.0)
+        gain = 10.0 ** (self.params[self.P.gain_db] / 20.0)
         np.multiply(self.fifo[:, :frames], gain, out=out)
         rest = self.avail - frames
         self.fifo[:, :rest] = self.fifo[:, frames: self.avail]

@@ -104,7 +104,7 @@ class SoundFontVoice(Node):
                 self.fallback = PolySynth(self.id, wave="triangle")
                 self.soundfont = None
         if self.fallback is not None:
-            self.fallback.prepare(ctx)
+            self.fallback.open(ctx)
 
     def _render(self, start: int, stop: int) -> None:
         if stop > start:
@@ -127,7 +127,7 @@ class SoundFontVoice(Node):
 
     def process(self, io) -> None:
         if self.fallback is not None:
-            self.fallback.params[self.fallback.param_index["gain_db"]] = self.params[0]
+            self.fallback.params[self.fallback.P.gain_db] = self.params[self.P.gain_db]
             self.fallback.process(io)
             return
         out = io.outputs["out"]
@@ -141,7 +141,7 @@ class SoundFontVoice(Node):
             pos = offset
             self._apply(ev)
         self._render(pos, io.frames)
-        gain = 10.0 ** (self.params[0] / 20.0)
+        gain = 10.0 ** (self.params[self.P.gain_db] / 20.0)
         if gain != 1.0:
             out *= gain
 

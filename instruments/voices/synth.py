@@ -200,19 +200,20 @@ class PolySynth(Node):
     def __init__(self, node_id: str, **options):
         super().__init__(node_id, **options)
         self.outputs = {"out": 2}
-        self.voice_state = np.zeros((self.options["voices"], 11), np.float64)
-        self.channel_state = np.zeros((16, 2), np.float64)
         self.wave = WAVES.index(self.options["wave"])
 
     def prepare(self, ctx) -> None:
         self.sample_rate = float(ctx.sample_rate)
+        self.voice_state = np.zeros((self.options["voices"], 11), np.float64)
+        self.channel_state = np.zeros((16, 2), np.float64)
         self.mono = np.zeros(ctx.block, np.float32)
 
     def process(self, io) -> None:
-        p = self.params
+        p, P = self.params, self.P
         synth_kernel(self.mono, io.events, io.block_start, self.voice_state, self.channel_state,
                      self.wave, self.sample_rate, self.options["bend_range"],
-                     p[3], p[4], p[5], p[6], p[0], p[1], 10.0 ** (p[2] / 20.0))
+                     p[P.attack], p[P.decay], p[P.sustain], p[P.release], p[P.cutoff], p[P.resonance],
+                     10.0 ** (p[P.gain_db] / 20.0))
         out = io.outputs["out"]
         out[0] = self.mono
         out[1] = self.mono

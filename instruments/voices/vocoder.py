@@ -242,6 +242,10 @@ class ChannelVocoder(Node):
             raise ValueError(f"node.{node_id}: lo_hz must be below hi_hz / 2")
         self.inputs = {"modulator": 1, "carrier": 2}
         self.outputs = {"out": 2}
+        self.carrier_mode = CARRIERS.index(self.options["carrier"])
+
+    def prepare(self, ctx) -> None:
+        self.sample_rate = float(ctx.sample_rate)
         n = self.options["bands"]
         self.centres = band_centres(n, self.options["lo_hz"], self.options["hi_hz"])
         self.ratio = float(self.centres[1] / self.centres[0])
@@ -254,11 +258,6 @@ class ChannelVocoder(Node):
         self.car_env = np.zeros((3, n))
         self.misc = np.zeros(5)
         self.noise = noise_state(NOISE_SEED)
-        self.carrier_mode = CARRIERS.index(self.options["carrier"])
-        self._formant = math.nan
-
-    def prepare(self, ctx) -> None:
-        self.sample_rate = float(ctx.sample_rate)
         bandpass_coefs(self.mod_coefs, self.centres, self.ratio, self.sample_rate)
         self.hp_coefs = highpass_coefs(SIBILANT_HZ, self.sample_rate)
         self.scratch = np.zeros((3, ctx.block))
@@ -266,16 +265,16 @@ class ChannelVocoder(Node):
         self._formant = math.nan
 
     def process(self, io) -> None:
-        p = self.params
-        if p[2] != self._formant:  # formant shift moved: re-tune the carrier bank
-            self._formant = p[2]
-            np.multiply(self.centres, semitones_to_ratio(float(p[2])), out=self.shifted)
+        p, P = self.params, self.P
+        if p[P.formant] != self._formant:  # formant shift moved: re-tune the carrier bank
+            self._formant = p[P.formant]
+            np.multiply(self.centres, semitones_to_ratio(float(p[P.formant])), out=self.shifted)
             bandpass_coefs(self.car_coefs, self.shifted, self.ratio, self.sample_rate)
         vocoder_kernel(io.outputs["out"], io.inputs["modulator"], io.inputs["carrier"],
                        self.mod_coefs, self.car_coefs, self.mod_state, self.car_state, self.env,
                        self.car_env, self.misc, self.noise, self.hp_coefs, self.scratch, self.env_trace,
-                       self.carrier_mode, p[4],
-                       self.sample_rate, p[0], p[1], p[3], 10.0 ** (p[5] / 20.0))
+                       self.carrier_mode, p[P.carrier_hz],
+                       self.sample_rate, p[P.attack], p[P.release], p[P.sibilance], 10.0 ** (p[P.gain_db] / 20.0))
 
     def reset(self) -> None:
         self.mod_state[:] = 0.0
