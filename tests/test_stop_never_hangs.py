@@ -28,7 +28,7 @@ def test_start_stop_cycles_and_dying_servers_never_hang(mode, args, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench.stopstart", "--runs", "1", "--modes", mode, *args,
                            "--results", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=280)
     rows = json.loads((tmp_path / "stopstart.json").read_text())
-    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     (row,) = rows
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:] + "\n".join(row["problems"])
     expected = 3 if mode == "kill" else 200
     assert row["hangs"] == 0 and row["failures"] == 0 and row["cycles"] == expected, row
