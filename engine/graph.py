@@ -305,7 +305,7 @@ class Graph:
             for dst, src in mixes:
                 mix_into(dst, src)
             if io.inbox.count:
-                self._apply_params(node, io.events)
+                self.apply_params(node, io.events)
             try:
                 node.process(io)
             except Exception as exc:  # one broken node must not stop the show
@@ -331,7 +331,7 @@ class Graph:
         self._emit_outbound = self._defer = _drop_event
 
     @staticmethod
-    def _apply_params(node: Node, events) -> None:
+    def apply_params(node: Node, events) -> None:
         """Apply PARAM events; the last guard for a value that is not finite or out of range."""
         for ev in events:
             if ev["kind"] == Kind.PARAM and 0 <= ev["a"] < node.params.shape[0]:

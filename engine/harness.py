@@ -164,7 +164,7 @@ class Runner:
             io.block_start = start
             io.frames = block
             if io.inbox.count:
-                Graph._apply_params(node, io.events)
+                Graph.apply_params(node, io.events)
             t0 = time.perf_counter_ns()
             node.process(io)
             block_us[b] = (time.perf_counter_ns() - t0) * 1e-3

@@ -77,13 +77,11 @@ def log_filterbank(win: int, sr: float, bands_per_octave: int = 12, fmin: float 
 
 
 @njit(nogil=True, cache=True)
-def novelty(ring, wpos, window, frame, spec, _im, mag, _rev, _cos_t, _sin_t, b_start, b_len, b_w, b_gain,
-            cur, prev, bdiff, max_w):
+def novelty(ring, wpos, window, frame, spec, mag, b_start, b_len, b_w, b_gain, cur, prev, bdiff, max_w):
     """Spectral flux of the newest window in ``ring`` (write position ``wpos``), band ``b`` weighted ``b_gain[b]``.
 
     ``bdiff`` receives each band's positive difference (the onset network's input). ``frame``, ``spec``
-    and ``mag`` are scratch (:class:`OnsetFrontEnd`'s); ``_im``, ``_rev``, ``_cos_t``, ``_sin_t`` are
-    unused, the slots of the hand-written FFT's tables that the beat kernel's argument list still has.
+    and ``mag`` are scratch (:class:`OnsetFrontEnd`'s).
     """
     n = window.shape[0]
     for i in range(n):
@@ -158,8 +156,7 @@ def band_features(audio, hop, window, frame, spec, mag, b_start, b_len, b_w, b_g
         for i in range(win):
             j = end - win + i
             ring[i] = audio[j] if 0 <= j < audio.shape[0] else 0.0
-        novelty(ring, 0, window, frame, spec, mag, mag, mag, mag, mag, b_start, b_len, b_w, b_gain,  # 4 unused slots
-                cur, prev, bdiff, max_w)
+        novelty(ring, 0, window, frame, spec, mag, b_start, b_len, b_w, b_gain, cur, prev, bdiff, max_w)
         group_bands(bdiff, group, out[k])
 
 
@@ -170,8 +167,6 @@ class OnsetFrontEnd:
     ``window`` (Hann), the log filterbank (``b_start``, ``b_len``, ``b_w``,
     per-band ``b_gain``), each band's network ``group`` and the per-frame
     scratch (``frame``, ``spec``, ``mag``, ``cur``, ``prev``, ``bdiff``).
-    ``re`` is ``spec`` and ``im``, ``rev``, ``cos_t``, ``sin_t`` are empty: the
-    slots :func:`novelty`'s callers still pass.
     """
 
     def __init__(self, sample_rate: float, fps: float = FPS, window_ms: float = WINDOW_MS,
@@ -189,8 +184,7 @@ class OnsetFrontEnd:
         self.b_gain = 1.0 + low_boost * (centre_hz < LOW_HZ)
         self.group = np.clip(np.floor(np.log2(centre_hz / GROUP_FMIN) * 3), 0, N_GROUPS - 1).astype(np.int64)
         self.frame = np.zeros(win, np.float64)
-        self.spec = self.re = np.zeros(win // 2 + 1, np.complex128)
-        self.im = self.rev = self.cos_t = self.sin_t = np.zeros(0, np.float64)
+        self.spec = np.zeros(win // 2 + 1, np.complex128)
         self.mag = np.zeros(win // 2 + 1, np.float64)
         self.cur = np.zeros(n_bands, np.float64)
         self.prev = np.zeros(n_bands, np.float64)

@@ -187,8 +187,7 @@ class BeatTracker(Node):
     def _run(self, x: np.ndarray, block_start: int, out: dict) -> int:
         f = self.front
         return bk.beat_block(
-            x, block_start, self.cfg, self.st, self.ring, f.window, f.frame, f.re, f.im, f.mag, f.rev,
-            f.cos_t, f.sin_t, f.b_start, f.b_len, f.b_w, f.b_gain, f.cur, f.prev,
+            x, block_start, self.cfg, self.st, self.ring, f.window, f.frame, f.spec, f.mag, f.b_start, f.b_len, f.b_w, f.b_gain, f.cur, f.prev,
             f.bdiff, f.max_filter, f.group, self.xin, self.net["w_ih"], self.net["w_hh"], self.net["b_ih"],
             self.net["b_hh"], self.net["w_out"], self.net["b_out"], self.h, self.gates_i, self.gates_h, self.alpha, self.tmp, self.ends, self.hist, self.tau, self.off,
             self.trans, self.t_lo, self.t_hi, self.prior, self.obs_w, self.options["lambda_o"], self.state_tempo, self.state_bin,

@@ -204,7 +204,7 @@ def _emit(ev_off, ev_kind, ev_a, ev_val, n_ev, offset, kind, a, value):
 
 
 @njit(nogil=True, cache=True)
-def beat_block(x, block_start, cfg, st, ring, window, frame, re, im, mag, rev, cos_t, sin_t,
+def beat_block(x, block_start, cfg, st, ring, window, frame, spec, mag,
                b_start, b_len, b_w, b_gain, cur, prev, bdiff, max_w,
                group, xin, w_ih, w_hh, b_ih, b_hh, w_out, b_out, h, gates_i, gates_h, alpha, tmp, ends, hist,
                tau, off, trans, t_lo, t_hi, prior, obs_w, lambda_o, state_tempo, state_bin,
@@ -264,8 +264,7 @@ def beat_block(x, block_start, cfg, st, ring, window, frame, re, im, mag, rev, c
         # a frame is complete: novelty, forward step, new prediction
         st[S_HOPC] = 0.0
         frame_end = block_start + i
-        flux = novelty(ring, wpos, window, frame, re, im, mag, rev, cos_t, sin_t, b_start, b_len, b_w,
-                       b_gain, cur, prev, bdiff, max_w)
+        flux = novelty(ring, wpos, window, frame, spec, mag, b_start, b_len, b_w, b_gain, cur, prev, bdiff, max_w)
         mc = cfg[C_MU_COEF]
         floor = cfg[C_NOVELTY_FLOOR]
         st[S_MU] = mc * st[S_MU] + (1.0 - mc) * flux
