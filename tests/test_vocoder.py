@@ -109,7 +109,7 @@ def test_weights_load_with_weights_only_and_numba_port_agrees():
         amp, env, noise, _ = net(mel, f0, voi)
     w = M.numba_weights(net)
     h, proj = np.zeros(M.HIDDEN, np.float32), np.zeros(M.HIDDEN, np.float32)
-    gates, y = np.zeros((3, M.HIDDEN), np.float32), np.zeros(M.N_OUT, np.float32)
+    gates, y = np.zeros((2, 3 * M.HIDDEN), np.float32), np.zeros(M.N_OUT, np.float32)
     a, e, nz = np.zeros(1, np.float32), np.zeros(80, np.float32), np.zeros(M.N_NOISE, np.float32)
     for t in range(30):
         M.gru_step(mel[0, t].numpy(), float(f0[0, t]), float(voi[0, t]), w, h, proj, gates, y)

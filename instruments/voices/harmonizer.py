@@ -146,7 +146,7 @@ class Harmonizer(Node):
         L, H = self.n_lines, M.N_HARMONICS
         self.h = np.zeros(M.HIDDEN, np.float32)
         self.proj = np.zeros(M.HIDDEN, np.float32)
-        self.gates = np.zeros((3, M.HIDDEN), np.float32)
+        self.gates = np.zeros((2, 3 * M.HIDDEN), np.float32)
         self.y = np.zeros(M.N_OUT, np.float32)
         self.amp = np.zeros(1, np.float32)
         self.env = np.zeros(F.N_MELS, np.float32)

@@ -35,7 +35,7 @@ from numba import njit
 from torch import nn
 
 from cadenza.engine.dsp.nn import exp_sigmoid as exp_sigmoid_nb
-from cadenza.engine.dsp.nn import sigmoid as _sigmoid
+from cadenza.engine.dsp.nn import gru_cell
 from cadenza.engine.dsp.units import hz_to_mel
 from cadenza.models.ddsp_torch import exp_sigmoid
 from cadenza.models.vocoder import features as F
@@ -118,7 +118,8 @@ def envelope_weights_nb(env, f0_hz, out):
 def gru_step(mel, f0_hz, voicing, w, h, proj, gates, y):
     """One frame of :class:`VocoderNet` in numba. Updates ``h`` (HIDDEN,) in place; ``y`` (N_OUT,) raw outputs.
 
-    ``w`` is the tuple from :func:`numba_weights`; ``proj`` (HIDDEN,), ``gates`` (3, HIDDEN) scratch.
+    ``w`` is the tuple from :func:`numba_weights`; ``proj`` (HIDDEN,), ``gates`` (2, 3·HIDDEN) scratch: the
+    input and hidden projections that :func:`cadenza.engine.dsp.nn.gru_cell` takes.
     """
     w_in, b_in, w_ih, b_ih, w_hh, b_hh, w_out, b_out, mean, std = w
     n_mel = mel.shape[0]
@@ -129,26 +130,17 @@ def gru_step(mel, f0_hz, voicing, w, h, proj, gates, y):
         for i in range(n_mel):
             acc += w_in[j, i] * ((mel[i] - mean) / std)
         proj[j] = acc if acc > 0.0 else 0.1 * acc
-    for g in range(3):
-        for j in range(hid):
-            row = g * hid + j
-            a = b_ih[row]
-            for i in range(hid):
-                a += w_ih[row, i] * proj[i]
-            gates[g, j] = a
-    for j in range(hid):
-        hr = b_hh[j]
-        hz = b_hh[hid + j]
-        hn = b_hh[2 * hid + j]
+    gi, gh = gates[0], gates[1]
+    for row in range(3 * hid):
+        a = b_ih[row]
         for i in range(hid):
-            hr += w_hh[j, i] * h[i]
-            hz += w_hh[hid + j, i] * h[i]
-            hn += w_hh[2 * hid + j, i] * h[i]
-        r = _sigmoid(gates[0, j] + hr)
-        z = _sigmoid(gates[1, j] + hz)
-        gates[2, j] = (1.0 - z) * math.tanh(gates[2, j] + r * hn) + z * h[j]
-    for j in range(hid):
-        h[j] = gates[2, j]
+            a += w_ih[row, i] * proj[i]
+        gi[row] = a
+        a = b_hh[row]
+        for i in range(hid):
+            a += w_hh[row, i] * h[i]
+        gh[row] = a
+    gru_cell(gi, gh, h)
     for o in range(y.shape[0]):
         acc = b_out[o]
         for i in range(hid):
