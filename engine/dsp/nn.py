@@ -1,4 +1,4 @@
-"""Numba neural-network cells shared by the live models: sigmoid, DDSP's exp_sigmoid, the GRU cell.
+"""Numba neural-network cells shared by the live models: sigmoid, DDSP's exp_sigmoid, the GRU cell and layer.
 
 All scalar functions specialise on their argument type (float32 in, float32
 math), are inlined into their callers and allocate nothing. Torch twins are in
@@ -36,3 +36,20 @@ def gru_cell(gi, gh, h):
         z = sigmoid(gi[n + k] + gh[n + k])
         c = math.tanh(gi[2 * n + k] + r * gh[2 * n + k])
         h[k] = (1.0 - z) * c + z * h[k]
+
+
+@njit(nogil=True, cache=True, inline="always")
+def gru_layer(x, h, w_ih, b_ih, w_hh, b_hh, gi, gh):
+    """One GRU step from input ``x``: projections ``gi = b_ih + w_ih·x`` and ``gh = b_hh + w_hh·h``
+    (3·hidden,) into the scratch given, then :func:`gru_cell` updates ``h`` (hidden,) in place."""
+    n_h = h.shape[0]
+    for g in range(3 * n_h):
+        acc = b_ih[g]
+        for k in range(x.shape[0]):
+            acc += w_ih[g, k] * x[k]
+        gi[g] = acc
+        acc = b_hh[g]
+        for k in range(n_h):
+            acc += w_hh[g, k] * h[k]
+        gh[g] = acc
+    gru_cell(gi, gh, h)

@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit
 from rocket_fft import r2c
 
-from cadenza.engine.dsp.nn import gru_cell, sigmoid
+from cadenza.engine.dsp.nn import gru_layer, sigmoid
 
 FPS = 100.0  # novelty frames per second (default)
 WINDOW_MS = 46.0  # analysis window, ms (rounded to a power of two in samples)
@@ -118,19 +118,9 @@ def gru_step(x, h, gi, gh, w_ih, w_hh, b_ih, b_hh, w_out, b_out):
     ``x`` (inputs,), ``h`` (hidden,) updated in place; ``gi``/``gh`` (3 * hidden,) scratch.
     Returns the beat activation 0..1.
     """
-    n_h = h.shape[0]
-    for g in range(3 * n_h):
-        acc = b_ih[g]
-        for k in range(x.shape[0]):
-            acc += w_ih[g, k] * x[k]
-        gi[g] = acc
-        acc = b_hh[g]
-        for k in range(n_h):
-            acc += w_hh[g, k] * h[k]
-        gh[g] = acc
-    gru_cell(gi, gh, h)
+    gru_layer(x, h, w_ih, b_ih, w_hh, b_hh, gi, gh)
     out = b_out[0]
-    for k in range(n_h):
+    for k in range(h.shape[0]):
         out += w_out[k] * h[k]
     return sigmoid(out)
 

@@ -35,7 +35,7 @@ from numba import njit
 from torch import nn
 
 from cadenza.engine.dsp.nn import exp_sigmoid as exp_sigmoid_nb
-from cadenza.engine.dsp.nn import gru_cell
+from cadenza.engine.dsp.nn import gru_layer
 from cadenza.engine.dsp.units import hz_to_mel
 from cadenza.models.ddsp_torch import exp_sigmoid
 from cadenza.models.vocoder import features as F
@@ -119,7 +119,7 @@ def gru_step(mel, f0_hz, voicing, w, h, proj, gates, y):
     """One frame of :class:`VocoderNet` in numba. Updates ``h`` (HIDDEN,) in place; ``y`` (N_OUT,) raw outputs.
 
     ``w`` is the tuple from :func:`numba_weights`; ``proj`` (HIDDEN,), ``gates`` (2, 3·HIDDEN) scratch: the
-    input and hidden projections that :func:`cadenza.engine.dsp.nn.gru_cell` takes.
+    input and hidden projections :func:`cadenza.engine.dsp.nn.gru_layer` fills.
     """
     w_in, b_in, w_ih, b_ih, w_hh, b_hh, w_out, b_out, mean, std = w
     n_mel = mel.shape[0]
@@ -130,17 +130,7 @@ def gru_step(mel, f0_hz, voicing, w, h, proj, gates, y):
         for i in range(n_mel):
             acc += w_in[j, i] * ((mel[i] - mean) / std)
         proj[j] = acc if acc > 0.0 else 0.1 * acc
-    gi, gh = gates[0], gates[1]
-    for row in range(3 * hid):
-        a = b_ih[row]
-        for i in range(hid):
-            a += w_ih[row, i] * proj[i]
-        gi[row] = a
-        a = b_hh[row]
-        for i in range(hid):
-            a += w_hh[row, i] * h[i]
-        gh[row] = a
-    gru_cell(gi, gh, h)
+    gru_layer(proj, h, w_ih, b_ih, w_hh, b_hh, gates[0], gates[1])
     for o in range(y.shape[0]):
         acc = b_out[o]
         for i in range(hid):
