@@ -30,24 +30,17 @@ from cadenza.engine.events import ENGINE, EventRing, Kind, Scheduler
 from cadenza.engine.node import Node
 from cadenza.engine.patch import PatchError, load_patch, parse_patch
 from cadenza.engine.registry import register
+from tests.helpers import SYNTH_ONLY
 
 REPO = Path(__file__).resolve().parent.parent
 
-SYNTH = """
-[patch]
-description = "hostile-input target"
-[[node]]
-id = "piano"
-type = "synth"
-wave = "saw"
-attack = 0.001
-[midi]
-notes = {{ to = "piano" }}
-cc = {{ 74 = "piano.cutoff" }}
+def synth_patch(sink_port: int) -> str:
+    """helpers' one-synth patch, with a CC map, MIDI clock out and OSC out to ``sink_port``."""
+    return SYNTH_ONLY + f"""cc = {{ 74 = "piano.cutoff" }}
 clock_out = true
 [osc]
 listen = "127.0.0.1:0"
-send = ["127.0.0.1:{sink}"]
+send = ["127.0.0.1:{sink_port}"]
 """
 
 
@@ -59,7 +52,7 @@ class Live:
         self.sink.bind(("127.0.0.1", 0))
         self.sink.setblocking(False)
         path = tmp_path / "hostile.toml"
-        path.write_text(SYNTH.format(sink=self.sink.getsockname()[1]))
+        path.write_text(synth_patch(self.sink.getsockname()[1]))
         self.engine = Engine(load_patch(path))
         self.stream = io.StringIO()
         self.log = ErrorLog(self.engine.stats, stream=self.stream)
@@ -364,7 +357,7 @@ register("test_flaky", Flaky)
 
 
 def test_a_node_that_raises_is_silent_for_that_block_and_named_once(tmp_path):
-    engine = Engine(parse_patch(SYNTH.format(sink=9) + '[[node]]\nid = "fx"\ntype = "test_flaky"\ninput = "piano"\n'
+    engine = Engine(parse_patch(synth_patch(9) + '[[node]]\nid = "fx"\ntype = "test_flaky"\ninput = "piano"\n'
                                 '[[node]]\nid = "dry"\ntype = "synth"\n', tmp_path / "flaky.toml"))
     stream = io.StringIO()
     log = ErrorLog(engine.stats, stream=stream)
