@@ -10,12 +10,54 @@ engine would close a loop, which JACK breaks with a one-period delay).
 from __future__ import annotations
 
 import collections
+import os
+import subprocess
 import threading
 import time
 
 import numpy as np
 
 from cadenza.engine.backends.jack import CycleClock, RealtimeExit
+
+
+class PrivateServer:
+    """A private ``jackd -n NAME -R -d dummy`` that a bench starts, stops or kills; ``env`` points clients at it."""
+
+    def __init__(self, name: str, period: int = 128, rate: int = 48000):
+        self.name, self.period, self.rate = name, period, rate
+        self.env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1")
+        self.proc: subprocess.Popen | None = None
+        self.killed = False
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Start it and wait until it answers (a busy machine starts jackd slowly)."""
+        self.proc = subprocess.Popen(["jackd", "-n", self.name, "-R", "-d", "dummy", "-r", str(self.rate),
+                                      "-p", str(self.period)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if subprocess.run(["jack_wait", "-c"], env=self.env, capture_output=True, text=True
+                              ).stdout.startswith("running"):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"jackd {self.name} did not start")
+
+    def kill(self) -> None:
+        """Kill it outright, as a crash would."""
+        self.proc.kill()
+        self.proc.wait(5)
+        self.killed = True
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def release(self) -> None:
+        """JACK keeps 8 server slots and frees a killed one only when its name starts again."""
+        if self.killed:
+            self.killed = False
+            self.start()
+            self.stop()
 
 
 class JackProbe:

@@ -139,24 +139,6 @@ def run_engine(patch: str, stats_path: str) -> None:
 # -- the conductor -----------------------------------------------------------------------
 
 
-class Server:
-    def __init__(self, period: int):
-        self.name = f"cadenza-bench-{os.getpid()}-{period}"
-        self.proc = subprocess.Popen(["jackd", "-n", self.name, "-R", "-d", "dummy", "-r", str(RATE),
-                                      "-p", str(period)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.env = dict(os.environ, JACK_DEFAULT_SERVER=self.name, JACK_NO_START_SERVER="1")
-        for _ in range(300):  # up to 30 s: a busy machine starts jackd slowly
-            r = subprocess.run(["jack_wait", "-c"], env=self.env, capture_output=True, text=True)
-            if r.stdout.startswith("running"):
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"jackd {self.name} did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
 def _child(args: list[str], env, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "bench.latency", *args], cwd=REPO, env=env, text=True, **kw)
 
@@ -221,7 +203,7 @@ def _stats_ms(lat_s: np.ndarray, sent: int) -> dict:
 
 
 def measure(period: int, quick: bool, workdir: Path) -> tuple[dict, dict]:
-    from bench.jackprobe import JackProbe, onset_delay, onsets
+    from bench.jackprobe import JackProbe, PrivateServer, onset_delay, onsets
 
     n_engine = 32 if quick else 128
     n_wall = 40 if quick else 300
@@ -231,7 +213,8 @@ def measure(period: int, quick: bool, workdir: Path) -> tuple[dict, dict]:
     patch = workdir / f"latency-{period}.toml"
     patch.write_text(PATCH % osc_port)
     delay = onset_delay(patch)
-    server = Server(period)
+    server = PrivateServer(f"cadenza-bench-{os.getpid()}-{period}", period, RATE)
+    server.start()
     os.environ["JACK_DEFAULT_SERVER"] = server.name
     stats_path = workdir / f"stats-{period}.json"
     probes = []

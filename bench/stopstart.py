@@ -28,6 +28,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench.jackprobe import PrivateServer
+
 RESULTS = Path(__file__).resolve().parent / "results"
 PATCH = """
 [patch]
@@ -99,43 +101,13 @@ def child(mode: str, cycles: int, play_s: float, patch_path: Path) -> dict:
             "close_ms_max": max(stop_ms), "blocks_min": min(blocks), "osc_received": layer.osc_in.received}
 
 
-class PrivateServer:
-    """``jackd -n NAME -R -d dummy`` that this bench starts, kills or stops."""
-
-    def __init__(self, name: str, period: int = 128):
-        self.name, self.period = name, period
-        self.env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1")
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(["jackd", "-n", self.name, "-R", "-d", "dummy", "-r", "48000",
-                                      "-p", str(self.period)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        subprocess.run(["jack_wait", "-w", "-t", "10"], env=self.env, capture_output=True, check=True)
-
-    def wait_port(self, port: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            ports = subprocess.run(["jack_lsp"], env=self.env, capture_output=True, text=True).stdout.split()
-            if port in ports:
-                return
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(5)
-        self.killed = True
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-    def release(self) -> None:
-        """JACK keeps 8 server slots and frees a killed one only when its name starts again."""
-        if getattr(self, "killed", False):
-            self.killed = False
-            self.start()
-            self.stop()
+def wait_port(server: PrivateServer, port: str, timeout_s: float) -> None:
+    """Wait until ``port`` exists on ``server`` (or ``timeout_s`` passes)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if port in subprocess.run(["jack_lsp"], env=server.env, capture_output=True, text=True).stdout.split():
+            return
+        time.sleep(0.1)
 
 
 def run_child(mode: str, cycles: int, server: PrivateServer, patch_path: Path, deadline_s: float,
@@ -146,7 +118,7 @@ def run_child(mode: str, cycles: int, server: PrivateServer, patch_path: Path, d
     proc = subprocess.Popen(cmd, env=server.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=Path(__file__).resolve().parent.parent)
     if mode == "kill":  # the child plays one cycle per server life; restart it for the next
-        server.wait_port("cadenza:out_L", deadline_s)
+        wait_port(server, "cadenza:out_L", deadline_s)
         time.sleep(kill_after_s)
         server.kill()
     try:

@@ -237,7 +237,7 @@ def _check_takes(nodes, target: str, flag: str, what: str, key: str, index, wher
     """A route must end at a node type that declares it takes ``what`` (notes, buttons)."""
     takers = [n.id for n in nodes if getattr(n.cls, flag)]
     if not getattr(next(n.cls for n in nodes if n.id == target), flag):
-        where.fail(key, index, target, f"a node that takes {what}: " + (", ".join(takers) or f"none in this patch"))
+        where.fail(key, index, target, f"a node that takes {what}: " + (", ".join(takers) or "none in this patch"))
 
 
 def _check_osc(osc: dict, where: "_Locator") -> None:
