@@ -68,6 +68,8 @@ class Kind(IntEnum):
     TRANSPORT = 12  # (-, 0 stop / 1 start / 2 continue, -, -)
     BEAT_PREDICTION = 13  # (-, -, -, seconds until the predicted beat)
     LOUDNESS = 14  # (-, -, -, loudness dB)
+    CHORD = 15  # (-, root pitch class 0-11 or -1 for no chord, quality index, confidence 0..1) — engine.harmony
+    KEY = 16  # (-, tonic pitch class 0-11, mode 0 major / 1 minor, confidence 0..1) — engine.harmony
 
 
 Kind.NAMES = {k.value: k.name.lower() for k in Kind}

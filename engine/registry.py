@@ -19,6 +19,7 @@ ENTRY_POINT_GROUP = "cadenza.nodes"
 NODE_TYPES: dict[str, str] = {
     "beat": "cadenza.instruments.listeners.beat:BeatTracker",
     "pitch": "cadenza.instruments.listeners.pitch:PitchListener",
+    "chords": "cadenza.instruments.listeners.chords:ChordListener",
     "ddsp": "cadenza.instruments.voices.ddsp:DDSPVoice",
     "synth": "cadenza.instruments.voices.synth:PolySynth",
     "genie": "cadenza.instruments.generators.genie:GenieNode",

@@ -19,6 +19,7 @@ from cadenza.engine.errors import CadenzaError
 # Each module has ``add_arguments(parser)`` and ``run(args) -> int``.
 TOOLS: dict[str, tuple[str, str]] = {
     "beats": ("cadenza.engine.cli.beats", "print the beats of a WAV as the streaming beat tracker emits them"),
+    "chords": ("cadenza.engine.cli.chords", "print the chords and key of a WAV as the streaming chord listener hears them"),
     "genie": ("cadenza.engine.cli.genie", "decode a CSV of Piano Genie button presses to MIDI pitches"),
     "pitch": ("cadenza.engine.cli.pitch", "track f0, voicing and loudness of a WAV with the streaming pitch listener"),
 }

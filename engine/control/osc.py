@@ -21,6 +21,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from cadenza.engine.control.oscpacket import OscPacketError, parse_packet
 from cadenza.engine.events import BROADCAST, ENGINE, Kind
+from cadenza.engine.harmony import chord_label, key_label
 
 PREFIX = "/cadenza"
 MAX_AHEAD_S = 10.0  # timetags further ahead than this are refused (the scheduler is no score store)
@@ -49,12 +50,16 @@ ADDRESSES_IN = [
 ADDRESSES_OUT = [
     ("/cadenza/pitch", "f f0_hz, i voiced, f loudness_db", "a pitch listener's report, one per hop it reports"),
     ("/cadenza/beat", "i beat, f bpm, f phase", "a beat listener's beat (phase 0: sent on the beat)"),
+    ("/cadenza/chord", "s label", "a chord listener's new chord, as mir_eval writes it: C:maj, A:min, N"),
+    ("/cadenza/key", "s label", "a chord listener's new key: C major, A minor"),
     ("/cadenza/out/<node>/note", "i note, i velocity, i channel", "a node's note on (velocity 0 = off)"),
     ("/cadenza/out/<node>/beat", "i beat, f bpm", "a beat listener's beat"),
     ("/cadenza/out/<node>/pitch", "f f0_hz, i voiced", "a pitch listener's report (rate-limited by [osc] pitch_rate_hz)"),
     ("/cadenza/out/<node>/tempo", "f bpm", "a tempo change"),
     ("/cadenza/out/<node>/loudness", "f dB", "a loudness report"),
     ("/cadenza/out/<node>/beat_prediction", "f seconds", "time until the predicted next beat"),
+    ("/cadenza/out/<node>/chord", "s label, f confidence", "a chord change"),
+    ("/cadenza/out/<node>/key", "s label, f confidence", "a key change"),
     ("/cadenza/out/<node>/<kind>", "i channel, i a, i b, f value", "any other event a node sends out"),
 ]
 
@@ -275,8 +280,9 @@ class OscOut:
     def messages(self, ev, node_name: str) -> list[bytes]:
         """The OSC datagrams for one outbound event (none when rate-limited away).
 
-        Besides ``/cadenza/out/<node>/<kind>``, a beat also goes out as ``/cadenza/beat``, and a
-        pitch report (PITCH then LOUDNESS at the same sample) as one ``/cadenza/pitch``.
+        Besides ``/cadenza/out/<node>/<kind>``, a beat also goes out as ``/cadenza/beat``, a
+        pitch report (PITCH then LOUDNESS at the same sample) as one ``/cadenza/pitch``, and a
+        chord or key change as ``/cadenza/chord`` / ``/cadenza/key`` with its label.
         """
         kind = int(ev["kind"])
         base = f"{PREFIX}/out/{node_name}/"
@@ -298,6 +304,9 @@ class OscOut:
             f0, voiced = self._pending_pitch.pop(key)
             return [build_message(base + "loudness", [value]),
                     build_message(PREFIX + "/pitch", [f0, voiced, value])]
+        if kind in (Kind.CHORD, Kind.KEY):
+            word, label = ("chord", chord_label(a, b)) if kind == Kind.CHORD else ("key", key_label(a, b))
+            return [build_message(base + word, [label, value]), build_message(f"{PREFIX}/{word}", [label])]
         if kind in (Kind.TEMPO, Kind.LOUDNESS, Kind.BEAT_PREDICTION):
             return [build_message(base + Kind.NAMES[kind], [value])]
         return [build_message(base + Kind.NAMES.get(kind, f"kind{kind}"), [ch, a, b, value])]

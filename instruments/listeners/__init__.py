@@ -1,1 +1,1 @@
-"""What listens: streaming pitch and beat trackers."""
+"""What listens: streaming pitch, beat, and chord and key trackers."""

@@ -1,0 +1,211 @@
+"""The chord and key listener: which triad sounds, and in which key, as the music plays.
+
+:class:`ChordListener` (node type ``"chords"``) hears one audio input and per
+frame publishes
+
+- ``root``: the chord's root pitch class 0-11 (C = 0), -1 while no chord sounds;
+- ``quality``: 0 major, 1 minor, -1 no chord (names in :mod:`cadenza.engine.harmony`);
+- ``key``: tonic pitch class + 12 × mode (0 major, 1 minor), -1 until known;
+- ``confidence``: 0..1, the chord's posterior;
+- ``key_confidence``: 0..1, the key's share of the 24 keys' evidence;
+
+and emits, out of the engine, a ``Kind.CHORD`` event (a = root or -1, b =
+quality, value = confidence) whenever the chord changes and a ``Kind.KEY``
+event (a = tonic, b = mode, value = key confidence) whenever the key does —
+OSC ``/cadenza/chord s label`` and ``/cadenza/key s label``.
+
+Causal, zero lookahead, one analysis every ``hop_ms``. Its fixed delay
+(``delay_s``, the node's declared latency) is half the analysis window: a
+label emitted live at time t describes the audio around ``t - delay_s``. A
+chord change shows after that delay plus the hops the chord HMM needs to be
+convinced (see the README for the measured figure). The kernels and the
+algorithm are in :mod:`cadenza.instruments.listeners.chord_kernels`;
+:func:`track` runs the same node over a whole signal (``cadenza chords``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from cadenza.engine import harness
+from cadenza.engine.events import OUTBOUND, Kind
+from cadenza.engine.harmony import chord_label, key_label
+from cadenza.engine.node import Context, Node, NodeIO, Option
+from cadenza.instruments.listeners import chord_kernels as ck
+
+MAX_EVENTS = 8  # per block: a chord and a key change per hop, hops at most every 5 ms
+
+DEFAULTS = {  # tuned on the tune part by `python -m bench.chords --tune`
+    "window_ms": 170.0,
+    "hop_ms": 20.0,
+    "gamma": 10.0,
+    "whiten": 6,
+    "smooth": 0.5,
+    "harmonic_decay": 0.6,
+    "bass_weight": 0.5,
+    "beta": 20.0,
+    "stay": 0.9,
+    "n_score": 0.6,
+    "key_tau_s": 30.0,
+    "key_bass_weight": 1.0,
+    "key_margin": 0.02,
+}
+
+
+class ChordListener(Node):
+    """Streaming chord and key recognition: one mono audio input, controls and CHORD / KEY events out."""
+
+    OPTIONS = {
+        "window_ms": Option(float, default=DEFAULTS["window_ms"], lo=40.0, hi=800.0,
+                            doc="analysis window, ms (rounded to a power of two in samples)"),
+        "hop_ms": Option(float, default=DEFAULTS["hop_ms"], lo=5.0, hi=100.0, doc="analysis hop, ms"),
+        "gamma": Option(float, default=DEFAULTS["gamma"], lo=0.1, hi=1000.0,
+                        doc="log compression of the semitone bands: log(1 + gamma * x)"),
+        "whiten": Option(int, default=DEFAULTS["whiten"], lo=0, hi=24,
+                         doc="semitones each side whose mean each band loses (0: off)"),
+        "smooth": Option(float, default=DEFAULTS["smooth"], lo=0.0, hi=0.99,
+                         doc="chroma smoothing: weight kept of the previous hop's chroma"),
+        "harmonic_decay": Option(float, default=DEFAULTS["harmonic_decay"], lo=0.0, hi=1.0,
+                                 doc="chord templates: weight of each next harmonic of a chord tone"),
+        "bass_weight": Option(float, default=DEFAULTS["bass_weight"], lo=0.0, hi=4.0,
+                              doc="weight of the bass chroma on the root against the treble template"),
+        "beta": Option(float, default=DEFAULTS["beta"], lo=0.1, hi=200.0,
+                       doc="chord HMM emission sharpness: exp(beta * score)"),
+        "stay": Option(float, default=DEFAULTS["stay"], lo=0.0, hi=0.9999,
+                       doc="chord HMM probability of keeping the chord per hop"),
+        "n_score": Option(float, default=DEFAULTS["n_score"], lo=0.0, hi=1.0,
+                          doc="score of no-chord: a chord must match its template better than this"),
+        "gate_db": Option(float, default=-60.0, lo=-120.0, hi=0.0,
+                          doc="window level (dBFS) below which no chord sounds"),
+        "key_tau_s": Option(float, default=DEFAULTS["key_tau_s"], lo=1.0, hi=600.0,
+                            doc="time constant of the key evidence, s"),
+        "key_bass_weight": Option(float, default=DEFAULTS["key_bass_weight"], lo=0.0, hi=4.0,
+                                  doc="weight of the bass chroma in the key evidence"),
+        "key_margin": Option(float, default=DEFAULTS["key_margin"], lo=0.0, hi=1.0,
+                             doc="correlation a new key must gain over the current one"),
+    }
+    CONTROLS = {
+        "root": "chord root pitch class 0-11 (C = 0), -1 no chord",
+        "quality": "chord quality: 0 major, 1 minor, -1 no chord",
+        "key": "key: tonic pitch class + 12 x mode (0 major, 1 minor), -1 until known",
+        "confidence": "0..1 posterior of the chord",
+        "key_confidence": "0..1 share of the key among the 24 keys",
+    }
+
+    def __init__(self, node_id: str, **options):
+        super().__init__(node_id, **options)
+        self.inputs = {"in": 1}
+        self.controls = dict(self.CONTROLS)
+
+    def prepare(self, ctx: Context) -> None:
+        o = self.options
+        sr = float(ctx.sample_rate)
+        n = 1 << round(math.log2(o["window_ms"] * 1e-3 * sr))
+        hop = max(1, round(o["hop_ms"] * 1e-3 * sr))
+        self.sample_rate, self.n, self.hop = sr, n, hop
+        self.delay_s = n / 2 / sr
+        self.latency_samples = n // 2
+        cfg = np.zeros(ck.N_CFG, np.float64)
+        cfg[ck.C_HOP] = hop
+        cfg[ck.C_GATE] = 10.0 ** (o["gate_db"] / 10.0)
+        cfg[ck.C_GAMMA] = o["gamma"]
+        cfg[ck.C_WHITEN] = o["whiten"]
+        cfg[ck.C_SMOOTH] = o["smooth"]
+        cfg[ck.C_BASS_W] = o["bass_weight"]
+        cfg[ck.C_BETA] = o["beta"]
+        cfg[ck.C_STAY] = o["stay"]
+        cfg[ck.C_N_SCORE] = o["n_score"]
+        cfg[ck.C_KEY_COEF] = math.exp(-hop / (o["key_tau_s"] * sr))
+        cfg[ck.C_KEY_BASS_W] = o["key_bass_weight"]
+        cfg[ck.C_KEY_MARGIN] = o["key_margin"]
+        cfg[ck.C_KEY_MIN_HOPS] = math.ceil(ck.KEY_MIN_S * sr / hop)
+        self.cfg = cfg
+        self.st = np.zeros(ck.N_ST, np.float64)
+        self.ring = np.zeros(n, np.float64)
+        self.window = np.hanning(n + 1)[:n]
+        self.frame = np.zeros(n, np.float64)
+        self.spec = np.zeros(n // 2 + 1, np.complex128)
+        self.mag = np.zeros(n // 2 + 1, np.float64)
+        self.p_start, self.p_len, self.p_w = ck.semitone_bank(n, sr)
+        self.semi = np.zeros(ck.P_HI - ck.P_LO, np.float64)
+        self.chroma = np.zeros((4, 12), np.float64)  # treble, bass, and their smoothed values
+        self.t_tpl, self.b_tpl = ck.chord_templates(o["harmonic_decay"])
+        self.score = np.zeros(ck.NO_CHORD_STATE + 1, np.float64)
+        self.post = np.zeros(ck.NO_CHORD_STATE + 1, np.float64)
+        self.key_acc = np.zeros(12, np.float64)
+        self.key_prof = ck.key_profiles()
+        self.ev_off = np.zeros(MAX_EVENTS, np.int64)
+        self.ev_kind = np.zeros(MAX_EVENTS, np.int64)
+        self.ev_a = np.zeros(MAX_EVENTS, np.int64)
+        self.ev_b = np.zeros(MAX_EVENTS, np.int64)
+        self.ev_val = np.zeros(MAX_EVENTS, np.float64)
+        self.reset()
+        # compile (or load from cache) on a cleared state; open() resets again after
+        scratch = {k: np.zeros(ctx.block, np.float32) for k in self.CONTROLS}
+        self._run(np.zeros(ctx.block, np.float32), scratch)
+
+    def reset(self) -> None:
+        self.st[:] = 0.0
+        self.st[ck.S_CHORD] = ck.NO_CHORD_STATE
+        self.st[ck.S_CONF] = 1.0
+        self.st[ck.S_KEY] = -1.0
+        self.ring[:] = 0.0
+        self.chroma[:] = 0.0
+        self.post[:] = 0.0
+        self.post[ck.NO_CHORD_STATE] = 1.0
+        self.key_acc[:] = 0.0
+
+    def _run(self, x: np.ndarray, out: dict) -> int:
+        ch = self.chroma
+        return ck.chord_block(
+            x, self.cfg, self.st, self.ring, self.window, self.frame, self.spec, self.mag, self.p_start,
+            self.p_len, self.p_w, self.semi, ch[0], ch[1], ch[2], ch[3], self.t_tpl, self.b_tpl, self.score,
+            self.post, self.key_acc, self.key_prof, out["root"], out["quality"], out["key"], out["confidence"],
+            out["key_confidence"], self.ev_off, self.ev_kind, self.ev_a, self.ev_b, self.ev_val)
+
+    def process(self, io: NodeIO) -> None:
+        n = self._run(io.inputs["in"][0], io.published)
+        for k in range(n):
+            io.emit(int(self.ev_off[k]), Kind(self.ev_kind[k]), 0, int(self.ev_a[k]), int(self.ev_b[k]),
+                    float(self.ev_val[k]), target=OUTBOUND)
+
+
+@dataclass
+class ChordTrack:
+    """What the listener emitted over a whole signal. Times in seconds from the start, as emitted live."""
+
+    delay_s: float  # the listener's fixed delay: a label emitted at t describes t - delay_s
+    chord_times: np.ndarray
+    chord_labels: list[str]
+    chord_confidence: np.ndarray
+    key_times: np.ndarray
+    key_labels: list[str]
+    key_confidence: np.ndarray
+
+    def final_key(self) -> str:
+        """The key reported last ("" when none was)."""
+        return self.key_labels[-1] if self.key_labels else ""
+
+
+def track(audio: np.ndarray, sample_rate: int, block: int = 128, **options) -> ChordTrack:
+    """Run a fresh listener over mono or (channels, frames) ``audio`` block by block, the stream
+    starting in no-chord (a first ``N`` row at 0 s)."""
+    x = np.asarray(audio, np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=0)
+    node = ChordListener("chords", **options)
+    result = harness.run(node, x, sample_rate, block=block, frames=x.shape[0])
+    ev = result.events
+    chords = ev[ev["kind"] == Kind.CHORD]
+    keys = ev[ev["kind"] == Kind.KEY]
+    return ChordTrack(
+        delay_s=node.delay_s,
+        chord_times=np.concatenate([[0.0], chords["time"] / sample_rate]),
+        chord_labels=["N"] + [chord_label(int(e["a"]), int(e["b"])) for e in chords],
+        chord_confidence=np.concatenate([[1.0], chords["value"].astype(np.float64)]),
+        key_times=keys["time"] / sample_rate,
+        key_labels=[key_label(int(e["a"]), int(e["b"])) for e in keys],
+        key_confidence=keys["value"].astype(np.float64))
