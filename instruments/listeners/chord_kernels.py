@@ -1,6 +1,10 @@
 """Numba kernels and tables of the streaming chord and key listener.
 
-Per hop (``hop`` samples), on the newest ``n`` samples (a power of two, about 0.17 s):
+The input is low-passed (a linear-phase FIR) and decimated by ``decimate``
+(a power of two: 4 at 44.1 / 48 kHz), so the FFT is a quarter the size; the
+semitone bands stop at 2 kHz, far below the lowered Nyquist. Per hop (``hop``
+decimated samples), on the newest ``n`` decimated samples (a power of two,
+about 0.17 s):
 
 1. **Log-frequency front end.** A Hann-windowed real FFT (rocket-fft, into a
    preallocated spectrum), its magnitudes summed into one band per semitone
@@ -51,18 +55,28 @@ KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69,
 
 # indices into the float64 config array ``cfg``
 C_HOP, C_GATE, C_GAMMA, C_WHITEN, C_SMOOTH, C_BASS_W, C_BETA, C_STAY, C_N_SCORE, C_KEY_COEF, \
-    C_KEY_BASS_W, C_KEY_MARGIN, C_KEY_MIN_HOPS = range(13)
-N_CFG = 13
+    C_KEY_BASS_W, C_KEY_MARGIN, C_KEY_MIN_HOPS, C_DECIMATE = range(14)
+N_CFG = 14
 
 # indices into the float64 state array ``st``
-S_WPOS, S_HOPC, S_CHORD, S_CONF, S_KEY, S_KEY_CONF, S_TONAL_HOPS = range(7)
-N_ST = 7
+S_WPOS, S_HOPC, S_CHORD, S_CONF, S_KEY, S_KEY_CONF, S_TONAL_HOPS, S_HPOS, S_PHASE = range(9)
+N_ST = 9
+FIR_TAPS = 64  # the decimation low-pass
 
 EV_CHORD = Kind.CHORD
 EV_KEY = Kind.KEY
 
 
 # --------------------------------------------------------------------------- tables
+
+
+def decimation(sr: float) -> tuple[int, np.ndarray]:
+    """The decimation factor at ``sr`` (Hz; a power of two leaving at least 11 kHz) and its low-pass FIR,
+    cut at 0.8 of the new Nyquist."""
+    from scipy.signal import firwin
+
+    factor = 1 << max(0, int(math.floor(math.log2(sr / 11000.0))))
+    return factor, firwin(FIR_TAPS, 0.8 / factor)
 
 
 def semitone_bank(n: int, sr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -264,7 +278,7 @@ def _key_step(cfg, st, treble, bass, key_acc, key_prof, corr):
 
 
 @njit(nogil=True, cache=True)
-def chord_block(x, cfg, st, ring, window, frame, spec, mag, p_start, p_len, p_w, semi, treble, bass,
+def chord_block(x, cfg, st, fir, hist, ring, window, frame, spec, mag, p_start, p_len, p_w, semi, treble, bass,
                 treble_s, bass_s, t_tpl, b_tpl, score, post, key_acc, key_prof,
                 out_root, out_quality, out_key, out_conf, out_key_conf, ev_off, ev_kind, ev_a, ev_b, ev_val):
     """Stream one block ``x`` (frames,): per-frame controls out, CHORD / KEY events on change.
@@ -272,13 +286,27 @@ def chord_block(x, cfg, st, ring, window, frame, spec, mag, p_start, p_len, p_w,
     Controls: root pitch class (-1: no chord), quality (0 major, 1 minor, -1 no chord),
     key index (tonic + 12 x mode, -1 none yet), chord confidence, key confidence.
     Events (``ev_*``, returns how many): at the frame where the hop that changed them ends.
+    ``hist`` (FIR_TAPS,) holds the newest input samples for the decimation filter ``fir``.
     """
     n = ring.shape[0]
+    taps = hist.shape[0]
     hop = int(cfg[C_HOP])
+    factor = int(cfg[C_DECIMATE])
     n_ev = 0
     for i in range(x.shape[0]):
+        hpos = int(st[S_HPOS])
+        hist[hpos] = x[i]
+        st[S_HPOS] = (hpos + 1) % taps
+        st[S_PHASE] += 1.0
+        if st[S_PHASE] < factor:
+            _write_controls(st, i, out_root, out_quality, out_key, out_conf, out_key_conf)
+            continue
+        st[S_PHASE] = 0.0
+        y = 0.0
+        for k in range(taps):
+            y += fir[k] * hist[(hpos - k) % taps]
         wpos = int(st[S_WPOS])
-        ring[wpos] = x[i]
+        ring[wpos] = y
         st[S_WPOS] = (wpos + 1) % n
         st[S_HOPC] += 1.0
         if st[S_HOPC] >= hop:
@@ -303,10 +331,15 @@ def chord_block(x, cfg, st, ring, window, frame, spec, mag, p_start, p_len, p_w,
                 ev_b[n_ev] = k // 12
                 ev_val[n_ev] = st[S_KEY_CONF]
                 n_ev += 1
-        c = int(st[S_CHORD])
-        out_root[i] = -1.0 if c == NO_CHORD_STATE else c % 12
-        out_quality[i] = -1.0 if c == NO_CHORD_STATE else c // 12
-        out_key[i] = st[S_KEY]
-        out_conf[i] = st[S_CONF]
-        out_key_conf[i] = st[S_KEY_CONF]
+        _write_controls(st, i, out_root, out_quality, out_key, out_conf, out_key_conf)
     return n_ev
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _write_controls(st, i, out_root, out_quality, out_key, out_conf, out_key_conf):
+    c = int(st[S_CHORD])
+    out_root[i] = -1.0 if c == NO_CHORD_STATE else c % 12
+    out_quality[i] = -1.0 if c == NO_CHORD_STATE else c // 12
+    out_key[i] = st[S_KEY]
+    out_conf[i] = st[S_CONF]
+    out_key_conf[i] = st[S_KEY_CONF]

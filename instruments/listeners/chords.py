@@ -15,7 +15,8 @@ event (a = tonic, b = mode, value = key confidence) whenever the key does —
 OSC ``/cadenza/chord s label`` and ``/cadenza/key s label``.
 
 Causal, zero lookahead, one analysis every ``hop_ms``. Its fixed delay
-(``delay_s``, the node's declared latency) is half the analysis window: a
+(``delay_s``, the node's declared latency) is half the analysis window plus
+the decimation filter's half length: a
 label emitted live at time t describes the audio around ``t - delay_s``. A
 chord change shows after that delay plus the hops the chord HMM needs to be
 convinced (see the README for the measured figure). The kernels and the
@@ -102,13 +103,15 @@ class ChordListener(Node):
 
     def prepare(self, ctx: Context) -> None:
         o = self.options
-        sr = float(ctx.sample_rate)
-        n = 1 << round(math.log2(o["window_ms"] * 1e-3 * sr))
-        hop = max(1, round(o["hop_ms"] * 1e-3 * sr))
-        self.sample_rate, self.n, self.hop = sr, n, hop
-        self.delay_s = n / 2 / sr
-        self.latency_samples = n // 2
+        self.sample_rate = sr = float(ctx.sample_rate)
+        factor, self.fir = ck.decimation(sr)
+        rate = sr / factor  # the analysis rate, Hz
+        self.n = n = 1 << round(math.log2(o["window_ms"] * 1e-3 * rate))
+        hop = max(1, round(o["hop_ms"] * 1e-3 * rate))
+        self.delay_s = n / 2 / rate + (ck.FIR_TAPS - 1) / 2 / sr
+        self.latency_samples = round(self.delay_s * sr)
         cfg = np.zeros(ck.N_CFG, np.float64)
+        cfg[ck.C_DECIMATE] = factor
         cfg[ck.C_HOP] = hop
         cfg[ck.C_GATE] = 10.0 ** (o["gate_db"] / 10.0)
         cfg[ck.C_GAMMA] = o["gamma"]
@@ -118,18 +121,19 @@ class ChordListener(Node):
         cfg[ck.C_BETA] = o["beta"]
         cfg[ck.C_STAY] = o["stay"]
         cfg[ck.C_N_SCORE] = o["n_score"]
-        cfg[ck.C_KEY_COEF] = math.exp(-hop / (o["key_tau_s"] * sr))
+        cfg[ck.C_KEY_COEF] = math.exp(-hop / (o["key_tau_s"] * rate))
         cfg[ck.C_KEY_BASS_W] = o["key_bass_weight"]
         cfg[ck.C_KEY_MARGIN] = o["key_margin"]
-        cfg[ck.C_KEY_MIN_HOPS] = math.ceil(ck.KEY_MIN_S * sr / hop)
+        cfg[ck.C_KEY_MIN_HOPS] = math.ceil(ck.KEY_MIN_S * rate / hop)
         self.cfg = cfg
         self.st = np.zeros(ck.N_ST, np.float64)
+        self.hist = np.zeros(ck.FIR_TAPS, np.float64)
         self.ring = np.zeros(n, np.float64)
         self.window = np.hanning(n + 1)[:n]
         self.frame = np.zeros(n, np.float64)
         self.spec = np.zeros(n // 2 + 1, np.complex128)
         self.mag = np.zeros(n // 2 + 1, np.float64)
-        self.p_start, self.p_len, self.p_w = ck.semitone_bank(n, sr)
+        self.p_start, self.p_len, self.p_w = ck.semitone_bank(n, rate)
         self.semi = np.zeros(ck.P_HI - ck.P_LO, np.float64)
         self.chroma = np.zeros((4, 12), np.float64)  # treble, bass, and their smoothed values
         self.t_tpl, self.b_tpl = ck.chord_templates(o["harmonic_decay"])
@@ -152,6 +156,7 @@ class ChordListener(Node):
         self.st[ck.S_CHORD] = ck.NO_CHORD_STATE
         self.st[ck.S_CONF] = 1.0
         self.st[ck.S_KEY] = -1.0
+        self.hist[:] = 0.0
         self.ring[:] = 0.0
         self.chroma[:] = 0.0
         self.post[:] = 0.0
@@ -161,7 +166,7 @@ class ChordListener(Node):
     def _run(self, x: np.ndarray, out: dict) -> int:
         ch = self.chroma
         return ck.chord_block(
-            x, self.cfg, self.st, self.ring, self.window, self.frame, self.spec, self.mag, self.p_start,
+            x, self.cfg, self.st, self.fir, self.hist, self.ring, self.window, self.frame, self.spec, self.mag, self.p_start,
             self.p_len, self.p_w, self.semi, ch[0], ch[1], ch[2], ch[3], self.t_tpl, self.b_tpl, self.score,
             self.post, self.key_acc, self.key_prof, out["root"], out["quality"], out["key"], out["confidence"],
             out["key_confidence"], self.ev_off, self.ev_kind, self.ev_a, self.ev_b, self.ev_val)
@@ -184,6 +189,7 @@ class ChordTrack:
     key_times: np.ndarray
     key_labels: list[str]
     key_confidence: np.ndarray
+    block_us: np.ndarray  # time in the node's process per block, microseconds
 
     def final_key(self) -> str:
         """The key reported last ("" when none was)."""
@@ -208,4 +214,4 @@ def track(audio: np.ndarray, sample_rate: int, block: int = 128, **options) -> C
         chord_confidence=np.concatenate([[1.0], chords["value"].astype(np.float64)]),
         key_times=keys["time"] / sample_rate,
         key_labels=[key_label(int(e["a"]), int(e["b"])) for e in keys],
-        key_confidence=keys["value"].astype(np.float64))
+        key_confidence=keys["value"].astype(np.float64), block_us=result.block_us)
