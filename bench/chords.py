@@ -206,9 +206,9 @@ def summarise(rows: list[dict], delays: list[float], block_us: list[np.ndarray])
 
 
 TUNE_GRID = {  # searched one group at a time, each from the best so far
-    "chord": {"smooth": [0.0, 0.5, 0.7], "stay": [0.8, 0.9, 0.95], "beta": [10.0, 20.0, 40.0]},
-    "front": {"whiten": [0, 6, 12], "gamma": [1.0, 10.0, 100.0], "bass_weight": [0.0, 0.5, 1.0]},
-    "templates": {"harmonic_decay": [0.0, 0.4, 0.7], "n_score": [0.5, 0.6, 0.7], "window_ms": [170.0, 340.0]},
+    "chord": {"smooth": [0.0, 0.3, 0.5], "stay": [0.95, 0.99, 0.995], "beta": [5.0, 10.0, 20.0]},
+    "front": {"whiten": [0, 6], "gamma": [10.0, 100.0], "bass_weight": [0.0, 0.25, 0.5]},
+    "templates": {"harmonic_decay": [0.0, 0.3, 0.6], "n_score": [0.5, 0.6, 0.7]},
     "key": {"key_tau_s": [10.0, 30.0, 100.0], "key_bass_weight": [0.0, 1.0, 2.0], "key_margin": [0.0, 0.05]},
 }
 

@@ -20,6 +20,7 @@ SR = 48000
 SF2 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 CHORD_S = 1.0  # each chord's length
 LEAD_S = 0.5  # silence before the first chord
+CHANGE_S = 0.25  # the documented bound: a clean chord change is reported within this of it
 CADENCE = [("C:maj", (48, 60, 64, 67)), ("F:maj", (53, 60, 65, 69)), ("G:maj", (55, 59, 62, 67)),
            ("C:maj", (48, 60, 64, 67))]
 
@@ -46,11 +47,10 @@ def test_cadence_gives_its_chords_in_order_after_the_documented_delay(cadence):
     result = track(cadence, SR)
     chords = [(t, label) for t, label in zip(result.chord_times, result.chord_labels) if label != "N"]
     assert [label for _, label in chords] == [label for label, _ in CADENCE]
-    hop_s = ChordListener.OPTIONS["hop_ms"].default * 1e-3
     for k, (t, _) in enumerate(chords):
         change = LEAD_S + k * CHORD_S
-        # emitted after the fixed delay, within a few hops of it (the HMM's switch)
-        assert change + result.delay_s - hop_s <= t <= change + result.delay_s + 4 * hop_s, (k, t - change)
+        # never before the fixed delay (causal), and within the documented bound (the HMM's switch)
+        assert change + result.delay_s <= t <= change + CHANGE_S, (k, t - change)
     assert result.chord_labels[-1] == "N"  # the tail dies away
     assert result.final_key() == "C major"
     assert 0.0 < result.key_confidence[-1] <= 1.0
@@ -63,7 +63,7 @@ def test_silence_gives_no_chord_and_no_key():
     assert len(result.events) == 0
     assert (result.controls["root"] == -1).all() and (result.controls["quality"] == -1).all()
     assert (result.controls["key"] == -1).all()
-    assert (result.controls["confidence"] == 1.0).all()
+    assert (result.controls["confidence"] > 0.99).all()  # no chord, and sure of it
 
 
 def test_file_and_stream_agree(cadence, tmp_path, capsys):

@@ -7,9 +7,10 @@ decimated samples), on the newest ``n`` decimated samples (a power of two,
 about 0.17 s):
 
 1. **Log-frequency front end.** A Hann-windowed real FFT (rocket-fft, into a
-   preallocated spectrum), its magnitudes summed into one band per semitone
-   (MIDI ``P_LO`` .. ``P_HI - 1``, triangular weights one semitone wide each
-   side), normalised by the loudest band and compressed with
+   preallocated spectrum); each spectral peak (its frequency interpolated
+   from the log magnitudes of its bin and neighbours) adds its magnitude to
+   the semitone band nearest it (MIDI ``P_LO`` .. ``P_HI - 1``), as essentia's
+   HPCP does; the bands normalised by the loudest and compressed with
    ``log(1 + gamma * x)``; each band less the mean of its ``whiten`` neighbours
    each side (a broadband drum hit lifts every band alike, a note only its own).
 2. **Chroma.** The bands folded onto 12 pitch classes twice: a treble chroma
@@ -55,8 +56,8 @@ KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69,
 
 # indices into the float64 config array ``cfg``
 C_HOP, C_GATE, C_GAMMA, C_WHITEN, C_SMOOTH, C_BASS_W, C_BETA, C_STAY, C_N_SCORE, C_KEY_COEF, \
-    C_KEY_BASS_W, C_KEY_MARGIN, C_KEY_MIN_HOPS, C_DECIMATE = range(14)
-N_CFG = 14
+    C_KEY_BASS_W, C_KEY_MARGIN, C_KEY_MIN_HOPS, C_DECIMATE, C_BIN_TO_MIDI = range(15)
+N_CFG = 15
 
 # indices into the float64 state array ``st``
 S_WPOS, S_HOPC, S_CHORD, S_CONF, S_KEY, S_KEY_CONF, S_TONAL_HOPS, S_HPOS, S_PHASE = range(9)
@@ -77,28 +78,6 @@ def decimation(sr: float) -> tuple[int, np.ndarray]:
 
     factor = 1 << max(0, int(math.floor(math.log2(sr / 11000.0))))
     return factor, firwin(FIR_TAPS, 0.8 / factor)
-
-
-def semitone_bank(n: int, sr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per semitone band MIDI ``P_LO`` .. ``P_HI - 1``: (first FFT bin, bin count, weights packed).
-
-    A bin at ``d`` semitones from the band's centre weighs ``1 - |d|`` (0 beyond one semitone);
-    a band narrower than a bin takes its nearest bin.
-    """
-    freqs = np.arange(n // 2 + 1) * sr / n
-    pitch = np.full(freqs.shape, -1e9)
-    pitch[1:] = 69.0 + 12.0 * np.log2(freqs[1:] / 440.0)
-    starts, lengths, weights = [], [], []
-    for p in range(P_LO, P_HI):
-        w = np.clip(1.0 - np.abs(pitch - p), 0.0, None)
-        idx = np.nonzero(w > 0)[0]
-        if len(idx) == 0:
-            idx = np.array([int(np.argmin(np.abs(pitch - p)))])
-            w[idx] = 1.0
-        starts.append(idx[0])
-        lengths.append(idx[-1] - idx[0] + 1)
-        weights.append(w[idx[0]:idx[-1] + 1])
-    return np.array(starts, np.int64), np.array(lengths, np.int64), np.concatenate(weights)
 
 
 def chord_templates(harmonic_decay: float) -> tuple[np.ndarray, np.ndarray]:
@@ -132,6 +111,32 @@ def key_profiles() -> np.ndarray:
 
 
 @njit(nogil=True, cache=True)
+def _peaks_to_semitones(mag, bin_hz_log, semi):
+    """Each spectral peak's magnitude into the semitone band nearest its interpolated frequency.
+
+    ``bin_hz_log`` is log2 of one bin's width in Hz; a peak at fractional bin ``k + d`` (parabolic
+    interpolation on the log magnitudes) has MIDI ``69 + 12 * (log2(k + d) + bin_hz_log - log2(440))``.
+    """
+    semi[:] = 0.0
+    nb = semi.shape[0]
+    k_lo = max(2, int(440.0 * 2.0 ** ((P_LO - 0.5 - 69.0) / 12.0 - bin_hz_log)))
+    k_hi = min(mag.shape[0] - 2, int(440.0 * 2.0 ** ((P_HI - 0.5 - 69.0) / 12.0 - bin_hz_log)) + 1)
+    for k in range(k_lo, k_hi + 1):
+        m = mag[k]
+        if m <= 0.0 or m <= mag[k - 1] or m < mag[k + 1]:
+            continue
+        a = math.log(mag[k - 1] + 1e-12)
+        b = math.log(m)
+        c = math.log(mag[k + 1] + 1e-12)
+        den = a - 2.0 * b + c
+        d = 0.5 * (a - c) / den if den < 0.0 else 0.0
+        midi = 69.0 + 12.0 * (math.log2(k + d) + bin_hz_log - math.log2(440.0))
+        band = int(math.floor(midi + 0.5)) - P_LO
+        if 0 <= band < nb:
+            semi[band] += math.exp(b - 0.25 * (a - c) * d)
+
+
+@njit(nogil=True, cache=True)
 def _fold(semi, whiten, lo, hi, out):
     """Pitch classes of the whitened semitone bands ``lo <= MIDI < hi`` into ``out`` (12,); returns the L2 norm."""
     out[:] = 0.0
@@ -155,7 +160,7 @@ def _fold(semi, whiten, lo, hi, out):
 
 
 @njit(nogil=True, cache=True)
-def analyse_hop(cfg, st, ring, window, frame, spec, mag, p_start, p_len, p_w, semi, treble, bass,
+def analyse_hop(cfg, st, ring, window, frame, spec, mag, semi, treble, bass,
                 treble_s, bass_s, t_tpl, b_tpl, score, post, key_acc, key_prof):
     """One hop: front end, chroma, chord HMM step and key update. Updates ``st``; returns True when tonal."""
     n = window.shape[0]
@@ -170,15 +175,12 @@ def analyse_hop(cfg, st, ring, window, frame, spec, mag, p_start, p_len, p_w, se
     tonal = power / wsum > cfg[C_GATE]
     if tonal:
         rfft_mag(frame, spec, mag)
-        k = 0
+        _peaks_to_semitones(mag, cfg[C_BIN_TO_MIDI], semi)
         peak = 0.0
-        for b in range(p_start.shape[0]):
-            acc = 0.0
-            for i in range(p_len[b]):
-                acc += p_w[k] * mag[p_start[b] + i]
-                k += 1
-            semi[b] = acc
-            peak = max(peak, acc)
+        for b in range(semi.shape[0]):
+            peak = max(peak, semi[b])
+        if peak <= 0.0:
+            peak = 1.0
         for b in range(semi.shape[0]):
             semi[b] = math.log(1.0 + cfg[C_GAMMA] * semi[b] / peak)
         whiten = int(cfg[C_WHITEN])
@@ -278,7 +280,7 @@ def _key_step(cfg, st, treble, bass, key_acc, key_prof, corr):
 
 
 @njit(nogil=True, cache=True)
-def chord_block(x, cfg, st, fir, hist, ring, window, frame, spec, mag, p_start, p_len, p_w, semi, treble, bass,
+def chord_block(x, cfg, st, fir, hist, ring, window, frame, spec, mag, semi, treble, bass,
                 treble_s, bass_s, t_tpl, b_tpl, score, post, key_acc, key_prof,
                 out_root, out_quality, out_key, out_conf, out_key_conf, ev_off, ev_kind, ev_a, ev_b, ev_val):
     """Stream one block ``x`` (frames,): per-frame controls out, CHORD / KEY events on change.
@@ -313,7 +315,7 @@ def chord_block(x, cfg, st, fir, hist, ring, window, frame, spec, mag, p_start, 
             st[S_HOPC] = 0.0
             chord_before = st[S_CHORD]
             key_before = st[S_KEY]
-            analyse_hop(cfg, st, ring, window, frame, spec, mag, p_start, p_len, p_w, semi, treble, bass,
+            analyse_hop(cfg, st, ring, window, frame, spec, mag, semi, treble, bass,
                         treble_s, bass_s, t_tpl, b_tpl, score, post, key_acc, key_prof)
             if st[S_CHORD] != chord_before and n_ev < ev_off.shape[0]:
                 c = int(st[S_CHORD])

@@ -39,16 +39,16 @@ from cadenza.instruments.listeners import chord_kernels as ck
 
 MAX_EVENTS = 8  # per block: a chord and a key change per hop, hops at most every 5 ms
 
-DEFAULTS = {  # tuned on the tune part by `python -m bench.chords --tune`
+DEFAULTS = {  # chosen on the tune part (bench.chords --tune and single variants on its even clips)
     "window_ms": 170.0,
     "hop_ms": 20.0,
-    "gamma": 10.0,
-    "whiten": 6,
-    "smooth": 0.5,
-    "harmonic_decay": 0.6,
-    "bass_weight": 0.5,
-    "beta": 20.0,
-    "stay": 0.9,
+    "gamma": 100.0,
+    "whiten": 0,
+    "smooth": 0.3,
+    "harmonic_decay": 0.3,
+    "bass_weight": 0.0,
+    "beta": 10.0,
+    "stay": 0.99,
     "n_score": 0.6,
     "key_tau_s": 30.0,
     "key_bass_weight": 1.0,
@@ -112,6 +112,7 @@ class ChordListener(Node):
         self.latency_samples = round(self.delay_s * sr)
         cfg = np.zeros(ck.N_CFG, np.float64)
         cfg[ck.C_DECIMATE] = factor
+        cfg[ck.C_BIN_TO_MIDI] = math.log2(rate / n)
         cfg[ck.C_HOP] = hop
         cfg[ck.C_GATE] = 10.0 ** (o["gate_db"] / 10.0)
         cfg[ck.C_GAMMA] = o["gamma"]
@@ -133,7 +134,6 @@ class ChordListener(Node):
         self.frame = np.zeros(n, np.float64)
         self.spec = np.zeros(n // 2 + 1, np.complex128)
         self.mag = np.zeros(n // 2 + 1, np.float64)
-        self.p_start, self.p_len, self.p_w = ck.semitone_bank(n, rate)
         self.semi = np.zeros(ck.P_HI - ck.P_LO, np.float64)
         self.chroma = np.zeros((4, 12), np.float64)  # treble, bass, and their smoothed values
         self.t_tpl, self.b_tpl = ck.chord_templates(o["harmonic_decay"])
@@ -166,8 +166,7 @@ class ChordListener(Node):
     def _run(self, x: np.ndarray, out: dict) -> int:
         ch = self.chroma
         return ck.chord_block(
-            x, self.cfg, self.st, self.fir, self.hist, self.ring, self.window, self.frame, self.spec, self.mag, self.p_start,
-            self.p_len, self.p_w, self.semi, ch[0], ch[1], ch[2], ch[3], self.t_tpl, self.b_tpl, self.score,
+            x, self.cfg, self.st, self.fir, self.hist, self.ring, self.window, self.frame, self.spec, self.mag, self.semi, ch[0], ch[1], ch[2], ch[3], self.t_tpl, self.b_tpl, self.score,
             self.post, self.key_acc, self.key_prof, out["root"], out["quality"], out["key"], out["confidence"],
             out["key_confidence"], self.ev_off, self.ev_kind, self.ev_a, self.ev_b, self.ev_val)
 
