@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import subprocess
 import threading
 import time
@@ -18,21 +19,37 @@ import time
 import numpy as np
 
 from cadenza.engine.backends.jack import CycleClock, RealtimeExit
+from cadenza.engine.clock import Timeline
+
+NOT_FINISHED = re.compile(r"client = (\S+) was not finished, state = (\w+)")
 
 
 class PrivateServer:
-    """A private ``jackd -n NAME -R -d dummy`` that a bench starts, stops or kills; ``env`` points clients at it."""
+    """A private ``jackd -n NAME -R -d dummy`` that a bench starts, stops or kills; ``env`` points clients at it.
 
-    def __init__(self, name: str, period: int = 128, rate: int = 48000):
+    ``watch=True`` reads the server's log: ``late`` collects (``time.monotonic()`` s
+    when read, client name, its state: ``Triggered`` — woken, not yet running —
+    or ``Running``) for every ``JackEngine::XRun: client = NAME was not
+    finished`` line — the server naming a client that had not finished its cycle
+    (the dummy driver's own timer overshoots are counted to every client's xrun
+    callback, so that callback cannot tell who was late).
+    """
+
+    def __init__(self, name: str, period: int = 128, rate: int = 48000, watch: bool = False):
         self.name, self.period, self.rate = name, period, rate
         self.env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1")
         self.proc: subprocess.Popen | None = None
         self.killed = False
+        self.watch = watch
+        self.late: list[tuple[float, str, str]] = []
 
     def start(self, timeout_s: float = 30.0) -> None:
         """Start it and wait until it answers (a busy machine starts jackd slowly)."""
+        log = subprocess.PIPE if self.watch else subprocess.DEVNULL
         self.proc = subprocess.Popen(["jackd", "-n", self.name, "-R", "-d", "dummy", "-r", str(self.rate),
-                                      "-p", str(self.period)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                      "-p", str(self.period)], stdout=log, stderr=subprocess.STDOUT, text=True)
+        if self.watch:
+            threading.Thread(target=self._read_log, args=(self.proc.stdout,), daemon=True).start()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if subprocess.run(["jack_wait", "-c"], env=self.env, capture_output=True, text=True
@@ -40,6 +57,12 @@ class PrivateServer:
                 return
             time.sleep(0.1)
         raise RuntimeError(f"jackd {self.name} did not start")
+
+    def _read_log(self, stream) -> None:
+        for line in stream:
+            named = NOT_FINISHED.search(line)
+            if named:
+                self.late.append((time.monotonic(), named.group(1), named.group(2)))
 
     def kill(self) -> None:
         """Kill it outright, as a crash would."""
@@ -66,17 +89,25 @@ class JackProbe:
     ``schedule([(offset, bytes), ...])`` writes those MIDI events in a coming
     cycle (one list per cycle, in order) and logs ``sent`` as (frame, bytes);
     ``received`` logs (frame, bytes) from ``midi_in``; ``audio()`` returns the
-    captured mono signal and the JACK frame time of its first sample.
+    captured mono signal and the JACK frame time of its first sample;
+    ``audio_out`` (a mono float32 signal) plays on port ``audio_out``, looped.
+    A capture (or ``clock=True``) logs ``cycles``: per cycle, (frame, its start
+    smoothed as the engine does, JACK's own estimate, when the callback woke up),
+    in ``time.monotonic()`` seconds.
     """
 
     def __init__(self, name: str, midi_out: bool = False, midi_in: bool = False,
-                 audio_in: bool = False, capture_s: float = 30.0, count_xruns: bool = False):
+                 audio_in: bool = False, capture_s: float = 30.0, count_xruns: bool = False,
+                 audio_out: np.ndarray | None = None, clock: bool = False):
         import jack
 
         self.client = jack.Client(name, no_start_server=True)
         self.midi_out = self.client.midi_outports.register("midi_out") if midi_out else None
         self.midi_in = self.client.midi_inports.register("midi_in") if midi_in else None
         self.audio_in = self.client.inports.register("audio_in") if audio_in else None
+        self.audio_out = self.client.outports.register("audio_out") if audio_out is not None else None
+        self._loop = audio_out
+        self._loop_pos = 0
         self.queue: collections.deque = collections.deque()
         self.sent: list[tuple[int, bytes]] = []
         self.received: list[tuple[int, bytes]] = []
@@ -86,7 +117,9 @@ class JackProbe:
         self._buf = np.zeros(int(capture_s * self.client.samplerate) if audio_in else 0, np.float32)
         self._frame0: int | None = None
         self._written = 0
-        self.cycle_clock = CycleClock(jack, self.client) if audio_in else None
+        self.cycle_clock = CycleClock(jack, self.client) if audio_in or clock else None
+        self.timeline = Timeline(self.client.samplerate)
+        self._frames = self._raw = 0  # JACK's frame count, unwrapped, and as JACK gave it last
         self.cycle = threading.Event()
         self.xruns = 0  # JACK reports every xrun of the server to every client
         if count_xruns:  # Python on JACK's notification thread: only where a figure needs it
@@ -108,18 +141,33 @@ class JackProbe:
         if self.midi_in is not None:
             for offset, data in self.midi_in.incoming_midi_events():
                 self.received.append((now + offset, bytes(data)))
+        if self.audio_out is not None:
+            self._play_loop(self.audio_out.get_array())
         if self.audio_in is not None:
             if self._frame0 is None:
                 self._frame0 = now
             start = now - self._frame0
-            if start + frames <= self._buf.shape[0]:
-                self._buf[start:start + frames] = self.audio_in.get_array()
-                self._written = start + frames
-                if self.cycle_clock is not None:
-                    t = self.cycle_clock.start_time()
-                    if t is not None:
-                        self.cycles.append((now, t, self.cycle_clock.measured, woke))
+            if start + frames > self._buf.shape[0]:
+                self.cycle.set()
+                return
+            self._buf[start:start + frames] = self.audio_in.get_array()
+            self._written = start + frames
+        clock = self.cycle_clock
+        if clock is not None and clock.read():
+            if self.cycles:
+                self._frames += (clock.frame - self._raw) & 0xFFFFFFFF
+            self._raw = clock.frame
+            t = self.timeline.follow(self._frames, clock.measured)
+            self.cycles.append((now, t, clock.measured, woke))
         self.cycle.set()
+
+    def _play_loop(self, out: np.ndarray) -> None:
+        done, n = 0, out.shape[0]
+        while done < n:
+            take = min(n - done, self._loop.shape[0] - self._loop_pos)
+            out[done:done + take] = self._loop[self._loop_pos:self._loop_pos + take]
+            done += take
+            self._loop_pos = (self._loop_pos + take) % self._loop.shape[0]
 
     def _xrun(self, delay_usecs: float) -> None:
         self.xruns += 1

@@ -1,4 +1,5 @@
-"""Sample time and musical time (beats, bars) from a tempo that may change while playing."""
+"""Sample time and musical time (beats, bars) from a tempo that may change while playing, and
+the timeline that ties sample time to the wall clock."""
 
 from __future__ import annotations
 
@@ -72,6 +73,48 @@ class Clock:
             if self._pending_offset >= frames:
                 self._pending_offset -= frames
         self.sample_time += frames
+
+
+class Timeline:
+    """Where a running sample count sits on the wall clock, robust to a busy machine.
+
+    ``follow(count, t)`` once per block: sample ``count`` is due at monotonic
+    second ``t``, as the backend reports it (JACK's cycle times). The report
+    carries wake-up jitter, lone excursions (a cycle reported late, the next
+    one early; a frame time read twice) and real jumps (cycles the server
+    played without us; a driver that fell behind the wall clock). It tracks
+    ``offset`` — the monotonic second of sample 0, t − count / rate: within
+    ``JITTER_S`` of it a half step smooths the report; beyond, the report is
+    believed once the next block confirms it (within ``JITTER_S`` of it), so
+    a real jump is followed in two blocks and a lone excursion moves nothing.
+    ``lag``: how far, in samples, the offset has moved since the first block.
+    """
+
+    GAIN = 0.5  # JACK's estimate is a DLL already: a light touch, so its slews after a jump are not lagged
+    JITTER_S = 0.0005
+
+    def __init__(self, sample_rate: int):
+        self.rate = float(sample_rate)
+        self.offset: float | None = None
+        self._first = 0.0
+        self._candidate: float | None = None
+        self.lag = 0
+
+    def follow(self, count: int, t: float) -> float:
+        """Take one report; returns when sample ``count`` is due, smoothed (monotonic s)."""
+        offset = t - count / self.rate
+        if self.offset is None:
+            self.offset = self._first = offset
+        elif abs(offset - self.offset) <= self.JITTER_S:
+            self.offset += self.GAIN * (offset - self.offset)
+            self._candidate = None
+        elif self._candidate is not None and abs(offset - self._candidate) <= self.JITTER_S:
+            self.offset = offset
+            self._candidate = None
+        else:
+            self._candidate = offset
+        self.lag = round((self.offset - self._first) * self.rate)
+        return self.offset + count / self.rate
 
 
 _RAMPS: dict[int, np.ndarray] = {}

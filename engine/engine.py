@@ -4,6 +4,17 @@ Control threads (MIDI, OSC, scripts) each own an :class:`EventRing` from
 ``input_ring()``, and stamp events with ``stamp()``. The audio thread calls
 ``process()`` once per block; it never waits on anything.
 
+Two sample counts. The engine's own (``clock.sample_time``) counts the
+frames it rendered: nodes, deferred events and outbound events use it. What
+comes in from outside is stamped on the *timeline* (``now()``,
+``sample_at()``): samples of wall-clock time, locked to when the backend says
+each block is due (JACK's cycle times). They differ by ``lag`` — frames the
+server played without us (skipped cycles) and a driver that fell behind the
+wall clock. Stamped events wait in ``timed`` in timeline samples and move to
+the engine's count only in the block they are due in, with the lag of that
+block, so an OSC bundle timetagged 100 ms ahead lands on its frame even when
+the timeline moved in between.
+
 A new graph (a patch reload) is handed over with ``swap()`` and crossfaded in
 over ``CROSSFADE_S`` with equal-power gains; the graph it replaces is handed
 back through ``retired()`` so a control thread closes it, never the audio
@@ -20,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cadenza.engine.clock import Clock
+from cadenza.engine.clock import Clock, Timeline
 from cadenza.engine.events import BROADCAST, ENGINE, EventRing, Kind, Scheduler, warm_up_kernels
 from cadenza.engine.graph import OUT_CHANNELS, Faults, Graph
 from cadenza.engine.midi import MidiMap
@@ -34,6 +45,7 @@ class Stats:
     blocks: int = 0
     load_last: float = 0.0  # processing time / block period, last block
     load_max: float = 0.0
+    busy_s: float = 0.0  # processing time of every block so far, s (its growth over wall time: the mean load)
     deadline_misses: int = 0
     xruns: int = 0
     events_in: int = 0
@@ -55,13 +67,17 @@ class Engine:
         clock = patch.table("clock")
         self.clock = Clock(self.sample_rate, clock["bpm"], clock["beats_per_bar"])
         warm_up_kernels()
-        self.scheduler = Scheduler()
+        self.scheduler = Scheduler()  # engine samples: graph deferrals, ``schedule()``
+        self.timed = Scheduler()  # timeline samples: everything stamped from outside
+        self.timeline = Timeline(self.sample_rate)
+        self.lag = 0  # timeline − engine samples, this block
+        self._followed, self._due = -1, 0.0  # the block the timeline last followed, and when it is due
         self.outbound = EventRing(8192)
         self.rings: list[EventRing] = []
         self.stats = Stats()
         self.scheduling_delay = round(audio["scheduling_delay_ms"] * 1e-3 * self.sample_rate)
-        # [sample time, monotonic seconds] of the current block's start, for stamping
-        self._anchor = np.zeros(2, np.float64)
+        # [engine sample, monotonic seconds, lag] of the current block's start, for stamping
+        self._anchor = np.zeros(3, np.float64)
         self.faults = Faults()
         self._next_graph: Graph | None = None
         self._swap_lock = threading.Lock()  # between control threads only
@@ -121,13 +137,26 @@ class Engine:
         return ring
 
     def now(self) -> int:
-        """The engine's current sample time as seen from any thread (samples)."""
+        """The current timeline sample as seen from any thread: what input events are stamped with."""
         return int(self.sample_at(time.monotonic()))
 
+    def output_now(self) -> int:
+        """The engine sample being played now, from any thread: outbound events are stamped in it."""
+        start, t0, _ = self._anchor
+        return int(start if t0 == 0.0 else start + (time.monotonic() - t0) * self.sample_rate)
+
     def sample_at(self, t: float) -> float:
-        """The (fractional) sample time due at ``time.monotonic()`` seconds ``t``, from any thread."""
-        start, t0 = self._anchor
-        return float(start) if t0 == 0.0 else start + (t - t0) * self.sample_rate
+        """The (fractional) timeline sample due at ``time.monotonic()`` seconds ``t``, from any thread."""
+        start, t0, lag = self._anchor
+        return float(start + lag) if t0 == 0.0 else start + lag + (t - t0) * self.sample_rate
+
+    def follow(self, start_time: float) -> int:
+        """Audio thread: the backend says the coming block's first frame is due at ``start_time``
+        (monotonic s). Sets the block's smoothed due time and ``lag``; returns ``lag``."""
+        self._followed = self.clock.sample_time
+        self._due = self.timeline.follow(self._followed, start_time)
+        self.lag = self.timeline.lag
+        return self.lag
 
     def stamp(self, arrival: int | None = None) -> int:
         """Sample time for an event that arrived now (or at ``arrival``): + scheduling delay."""
@@ -164,8 +193,10 @@ class Engine:
             self._fade_pos = 0
             self.stats.swaps += 1
         start = self.clock.sample_time
+        if start_time is not None and self._followed != start:
+            self.follow(start_time)
         # one numpy store, so a control thread never reads a half-updated anchor
-        self._anchor[:] = (start, time.monotonic() if start_time is None else start_time)
+        self._anchor[:] = (start, time.monotonic() if start_time is None else self._due, self.lag)
         try:
             result = self._run_block(start, adc)
         except Exception as exc:  # a bug outside any node: this block is silent, the show goes on
@@ -181,6 +212,7 @@ class Engine:
         s.blocks += 1
         s.load_last = load
         s.load_max = max(s.load_max, load)
+        s.busy_s += elapsed
         s.deadline_misses += load > 1.0
         return result
 
@@ -188,7 +220,9 @@ class Engine:
         graph = self.graph
         for ring in self.rings:
             self.stats.events_in += len(ring)
-            self.scheduler.add_from(ring)
+            self.timed.add_from(ring)
+        n_stamped = self.timed.take(start + self.lag + self.block)
+        self.scheduler.add_shifted(self.timed.due, n_stamped, -self.lag)
         n_due = self.scheduler.take(start + self.block)
         due = self.scheduler.due
         for i in range(n_due):
@@ -252,7 +286,7 @@ class Engine:
         """Counters kept on the audio thread (which never prints), for a control thread's log:
         kind → (running total, message with ``{new}`` / ``{total}``)."""
         return {
-            "events-dropped": (self.scheduler.dropped + sum(r.dropped for r in self.rings),
+            "events-dropped": (self.scheduler.dropped + self.timed.dropped + sum(r.dropped for r in self.rings),
                                "{new} event(s) dropped: the scheduler (4096) or an input ring was full; "
                                "the farthest-future ones go first ({total} in all)"),
             "inbox-dropped": (sum(io.inbox.dropped for io in self.graph.ios),

@@ -197,6 +197,12 @@ class Scheduler:
         self.dropped = int(self._dropped[0])
         return kept
 
+    def add_shifted(self, events: np.ndarray, n: int, shift: int) -> None:
+        """Add ``events[:n]`` with ``shift`` added to their times (from another scheduler's ``due``)."""
+        if n:
+            self.n_pending = _insert_shifted(self.pending, self.n_pending, events, n, shift, self._dropped)
+            self.dropped = int(self._dropped[0])
+
     def take(self, block_end: int) -> int:
         n_due, self.n_pending = _take_due(self.pending, self.n_pending, self.due, block_end, self._scratch)
         return n_due
@@ -223,6 +229,14 @@ def _insert_bounded(pending, n_pending, ev, dropped):
         return n_pending, False
     pending[latest] = ev
     return n_pending, True
+
+
+@njit(nogil=True, cache=True)
+def _insert_shifted(pending, n_pending, events, n, shift, dropped):
+    for i in range(n):
+        events[i]["time"] += shift
+        n_pending, _ = _insert_bounded(pending, n_pending, events[i], dropped)
+    return n_pending
 
 
 @njit(nogil=True, cache=True)
@@ -295,6 +309,7 @@ def warm_up_kernels() -> None:
     sched = Scheduler(4)
     sched.add_from(ring)
     sched.take(2)
+    sched.add_shifted(sched.due, 1, 0)
     box = Inbox(2)
     box.insert(sched.due[0])
     box.insert(sched.due[0])

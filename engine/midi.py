@@ -13,7 +13,7 @@ from mido.midifiles.meta import KeySignatureError
 import numpy as np
 
 from cadenza.engine.errors import CadenzaError
-from cadenza.engine.events import BROADCAST, Kind, make_events
+from cadenza.engine.events import BROADCAST, OUTBOUND, Kind, make_events
 
 SUSTAIN_CC = 64
 PANIC_CCS = (120, 123)  # all sound off, all notes off
@@ -31,7 +31,11 @@ class MidiMap:
     ``buttons = {to, notes}`` — those 8 notes become BUTTON events 0-7;
     ``notes = {to}`` — other notes, sustain, pitch bend, program, unmapped CCs;
     ``cc = {N = "node.param"}`` — CC N sets a param, 0-127 scaled to its range;
-    CC 120/123 on any channel → PANIC to every node.
+    CC 120/123 on any channel → PANIC to every node;
+    ``thru = true`` — every note, CC, bend and program message on a listened
+    channel also leaves the engine (``OUTBOUND``: JACK ``midi_out`` at its sample,
+    the MIDI out port, OSC ``/cadenza/out/engine/...``), so gear downstream
+    plays what the performer plays, timetagged OSC included.
     """
 
     def __init__(self, midi_table: dict, graph):
@@ -41,6 +45,7 @@ class MidiMap:
         self.buttons_to = index.get(midi_table["buttons"].get("to", ""), -1)
         self.buttons = {n: i for i, n in enumerate(midi_table["buttons"].get("notes", []))}
         self.cc = {int(cc): graph.param_target(dest) for cc, dest in midi_table["cc"].items()}
+        self.thru = midi_table["thru"]
         self.ignored = 0
 
     def events(self, status: int, d1: int = 0, d2: int = 0):
@@ -52,6 +57,8 @@ class MidiMap:
             return
         if self.channel >= 0 and ch != self.channel:
             return
+        if self.thru:
+            yield from _thru(kind, ch, d1, d2)
         if kind == 0xB0 and d1 in PANIC_CCS:
             yield Kind.PANIC, BROADCAST, ch, d1, d2, 0.0
             return
@@ -76,6 +83,20 @@ class MidiMap:
             yield Kind.PITCH_BEND, self.notes_to, ch, 0, 0, bend / 8192.0
         elif kind == 0xC0:
             yield Kind.PROGRAM, self.notes_to, ch, d1, 0, 0.0
+
+
+def _thru(kind: int, ch: int, d1: int, d2: int):
+    """The OUTBOUND copy of one channel message (see ``MidiMap``)."""
+    if kind == 0x90 and d2 > 0:
+        yield Kind.NOTE_ON, OUTBOUND, ch, d1, d2, 0.0
+    elif kind in (0x80, 0x90):
+        yield Kind.NOTE_OFF, OUTBOUND, ch, d1, d2, 0.0
+    elif kind == 0xB0:
+        yield Kind.CC, OUTBOUND, ch, d1, d2, d2 / 127.0
+    elif kind == 0xE0:
+        yield Kind.PITCH_BEND, OUTBOUND, ch, 0, 0, (((d2 << 7) | d1) - 8192) / 8192.0
+    elif kind == 0xC0:
+        yield Kind.PROGRAM, OUTBOUND, ch, d1, 0, 0.0
 
 
 def read_midi_file(path: str | Path) -> list[tuple[float, list[int]]]:

@@ -60,6 +60,7 @@ TABLES = {
         "cc": Option(dict, default={}),
         "program": Option(str, default=""),
         "clock_out": Option(bool, default=False),
+        "thru": Option(bool, default=False, doc="notes, CCs, bends and programs in also go out, at their sample"),
     },
     "osc": {
         "listen": Option(str, default="127.0.0.1:8000"),

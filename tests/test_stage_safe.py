@@ -244,8 +244,8 @@ def test_timetags_beyond_the_horizon_are_refused_and_far_future_floods_never_blo
             live.blocks(1)  # the audio thread drains the rings as it would live
     live.settle(sent)
     live.blocks(2)
-    assert live.engine.scheduler.n_pending == live.engine.scheduler.pending.shape[0]
-    assert live.engine.scheduler.dropped >= 6000 - 4096 - 200  # UDP may lose a few of the flood
+    assert live.engine.timed.n_pending == live.engine.timed.pending.shape[0]
+    assert live.engine.timed.dropped >= 6000 - 4096 - 200  # UDP may lose a few of the flood
     assert _plays_a_note(live)
 
 

@@ -4,8 +4,8 @@ Client ``cadenza`` with ports ``in_1``..``in_N``, ``out_L``, ``out_R``,
 ``midi_in``, ``midi_out``. Incoming JACK MIDI is applied at its frame offset
 inside the same callback, so it is sample-accurate; the engine's notes and
 MIDI clock (24 ppqn) leave through ``midi_out`` at their frame offsets too.
-The engine's clock is anchored to JACK's filtered cycle start time, so OSC
-timetags land on the right sample. If the server dies, ``run()`` returns and
+The engine's timeline follows JACK's cycle start times (made robust by
+:class:`~cadenza.engine.clock.Timeline`), so OSC timetags land on the right sample. If the server dies, ``run()`` returns and
 what was played so far is kept.
 
 Stopping never hangs. JACK2 ends a client's realtime thread with an
@@ -50,16 +50,8 @@ def _jack():
 
 
 class CycleClock:
-    """JACK's start time of the current cycle, as ``time.monotonic()`` seconds, smoothed.
-
-    JACK's own estimate (``jack_get_cycle_times``, a DLL) still carries the
-    wake-up jitter of a busy machine; a second, slow filter on top (a 1/64
-    gain on the error of the predicted time, re-seeded after a jump > 2 ms,
-    i.e. an xrun) keeps a stable frame ↔ time map, which timetags need.
-    """
-
-    GAIN = 1.0 / 64
-    RESEED_S = 0.002
+    """JACK's own estimate of the current cycle: its first frame (wrapping at 2**32) and when
+    that frame is due, as ``time.monotonic()`` seconds (``jack_get_cycle_times``, a DLL)."""
 
     def __init__(self, jack, client):
         lib = ctypes.CDLL(ctypes.util.find_library("jack") or "libjack.so.0")
@@ -70,27 +62,18 @@ class CycleClock:
         self._frames, self._usecs = ctypes.c_uint32(), ctypes.c_uint64()
         self._next, self._period = ctypes.c_uint64(), ctypes.c_float()
         self._args = [ctypes.byref(x) for x in (self._frames, self._usecs, self._next, self._period)]
-        self._rate = float(client.samplerate)
-        self._est: float | None = None
-        self._est_frame = 0
-        self.measured = 0.0  # JACK's own (unsmoothed) estimate, last call
+        self.frame = 0  # the current cycle's first frame, as JACK counts
+        self.measured = 0.0  # and when it is due, monotonic s
 
-    def start_time(self) -> float | None:
-        """Monotonic seconds at which the current cycle's first frame is due (None if unknown)."""
+    def read(self) -> bool:
+        """Refresh ``frame`` and ``measured``; False when JACK cannot tell."""
         if self._get(self._ptr, *self._args) != 0:
-            return None
+            return False
         # JACK's clock is CLOCK_MONOTONIC_RAW in microseconds; move it onto time.monotonic()
-        offset = time.monotonic() - time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
-        measured = self.measured = self._usecs.value * 1e-6 + offset
-        frame = self._frames.value
-        if self._est is not None:
-            predicted = self._est + ((frame - self._est_frame) & 0xFFFFFFFF) / self._rate
-            error = measured - predicted
-            self._est = measured if abs(error) > self.RESEED_S else predicted + self.GAIN * error
-        else:
-            self._est = measured
-        self._est_frame = frame
-        return self._est
+        shift = time.monotonic() - time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
+        self.measured = self._usecs.value * 1e-6 + shift
+        self.frame = self._frames.value
+        return True
 
 
 class RealtimeExit:
@@ -268,14 +251,15 @@ class JackBackend(LiveBackend):
         if self._reset_parser:
             self._reset_parser = False
             self.parser.reset()
+        beat0, bps = clock.beat, clock.beats_per_sample()
+        t0 = self._cycle.measured if self._cycle.read() else None
+        stamp = start + (engine.lag if t0 is None else engine.follow(t0))  # MIDI in: on the timeline
         midi_map = engine.midi_map
         push = self.ring.push
         for offset, data in self.midi_in.incoming_midi_events():
             for status, d1, d2 in self.parser.feed(data):
                 for kind, target, ch, a, b, value in midi_map.events(status, d1, d2):
-                    push(start + offset, kind, target, ch, a, b, value)
-        beat0, bps = clock.beat, clock.beats_per_sample()
-        t0 = self._cycle.start_time()
+                    push(stamp + offset, kind, target, ch, a, b, value)
         ins = [p.get_array() for p in self.inports]
         outs = [p.get_array() for p in self.outports]
         mark = engine.outbound.mark()  # we are the outbound ring's producer: peek what we add

@@ -99,8 +99,8 @@ class LiveBackend(Backend):
 def prime(engine) -> None:
     """Load the event kernels (numba) before the first callback, which must not pay for it."""
     ring = engine.input_ring(2)
-    engine.scheduler.add_from(ring)
-    engine.scheduler.take(-1)
+    engine.timed.add_from(ring)
+    engine.timed.take(-1)
     engine.rings.remove(ring)
 
 

@@ -98,7 +98,7 @@ def play(patch_name, backend: str | None, seconds: float | None, record: Path | 
     engine = build_engine(patch_name, sample_rate, block)
     live = None
     try:
-        live = cls(engine, **live_options)
+        live = cls(engine, **({"record": record is not None} | live_options))  # a show unrecorded keeps no audio
         if script is not None:
             script(engine)
         print(f"cadenza: playing {engine.patch.name} on {name} at {engine.sample_rate} Hz, "

@@ -252,10 +252,10 @@ class ControlLayer:
     def _out_loop(self) -> None:
         engine = self.engine
         next_status = 0.0
-        clock_sample = engine.now()
+        clock_sample = engine.output_now()
         while self._running:
             try:
-                now = engine.now()
+                now = engine.output_now()
                 self._send_due(now)
                 if self._thread_clock and now > clock_sample:
                     self._clock_pulses(clock_sample, now)
@@ -270,7 +270,7 @@ class ControlLayer:
             except Exception as exc:  # the out thread must outlive any bad event
                 self.log.report("out-error", f"{type(exc).__name__}: {exc}")
             time.sleep(OUT_POLL_S)
-        self._send_due(engine.now())
+        self._send_due(engine.output_now())
 
     def _send_due(self, now: int) -> None:
         outbound = self.engine.outbound
