@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cadenza.engine.clock import Clock, Timeline
-from cadenza.engine.events import BROADCAST, ENGINE, EventRing, Kind, Scheduler, warm_up_kernels
+from cadenza.engine.events import BROADCAST, ENGINE, OUTBOUND, EventRing, Kind, Scheduler, warm_up_kernels
 from cadenza.engine.graph import OUT_CHANNELS, Faults, Graph
 from cadenza.engine.midi import MidiMap
 from cadenza.engine.patch import Patch
@@ -55,6 +55,7 @@ class Stats:
 
 
 CROSSFADE_S = 0.02  # a patch swap fades old out and new in over this long (equal power)
+TEMPO_REPORT_BPM = 0.01  # a tempo change at least this big goes out (/cadenza/out/engine/tempo)
 
 
 class Engine:
@@ -66,6 +67,7 @@ class Engine:
         self.block = int(block or audio["block"])
         clock = patch.table("clock")
         self.clock = Clock(self.sample_rate, clock["bpm"], clock["beats_per_bar"])
+        self._tempo_sent = self.clock.bpm  # bpm last reported outbound
         warm_up_kernels()
         self.scheduler = Scheduler()  # engine samples: graph deferrals, ``schedule()``
         self.timed = Scheduler()  # timeline samples: everything stamped from outside
@@ -91,6 +93,7 @@ class Engine:
         self._fade_gain = np.zeros(self.block, np.float32)
         self._retired: collections.deque[Graph] = collections.deque()
         self._worker = None  # the worker lane, made on first use of ``worker``
+        self.input_file = None  # a FileInput that replaces the backend's audio input (play --input)
         self.patch = patch
         self.graph = self.build_graph(patch)
         self.midi_map = MidiMap(patch.table("midi"), self.graph)
@@ -180,13 +183,16 @@ class Engine:
 
     def process(self, adc: np.ndarray | None = None, out: np.ndarray | None = None,
                 start_time: float | None = None) -> np.ndarray:
-        """Run one block. ``adc``: (channels, frames) input or None. Returns (2, frames).
+        """Run one block. ``adc``: (channels, frames) input or None (``input_file``, when set,
+        replaces it). Returns (2, frames).
 
         ``start_time``: when the block's first frame is due, in ``time.monotonic()``
         seconds, if the backend knows it better than "now" (JACK's filtered cycle
         time); ``now()`` and so every stamp are anchored to it.
         """
         t0 = time.perf_counter_ns()
+        if self.input_file is not None:
+            adc = self.input_file.next_block()
         if self._next_graph is not None and self._fading is None:
             self._fading, self.graph, self._next_graph = self.graph, self._next_graph, None
             self._fading.silence_events()  # its node indices mean other nodes in the new graph
@@ -218,6 +224,7 @@ class Engine:
 
     def _run_block(self, start: int, adc: np.ndarray | None) -> np.ndarray:
         graph = self.graph
+        self._report_tempo(start)
         for ring in self.rings:
             self.stats.events_in += len(ring)
             self.timed.add_from(ring)
@@ -256,6 +263,13 @@ class Engine:
             self._fading = None
             self._retired.append(fading)
         return out
+
+    def _report_tempo(self, start: int) -> None:
+        """The tempo the last block ended at goes out when it moved ``TEMPO_REPORT_BPM`` or more."""
+        bpm = self.clock.bpm
+        if abs(bpm - self._tempo_sent) >= TEMPO_REPORT_BPM:
+            self._tempo_sent = bpm
+            self.outbound.push(start, Kind.TEMPO, OUTBOUND, 0, 0, 0, bpm)
 
     def _follow_tempo(self, graph: Graph) -> None:
         follow = graph.patch.table("clock")["follow"]

@@ -70,6 +70,7 @@ class Kind(IntEnum):
     LOUDNESS = 14  # (-, -, -, loudness dB)
     CHORD = 15  # (-, root pitch class 0-11 or -1 for no chord, quality index, confidence 0..1) — engine.harmony
     KEY = 16  # (-, tonic pitch class 0-11, mode 0 major / 1 minor, confidence 0..1) — engine.harmony
+    PLAYED = 17  # (ch, note, velocity 0-127 (0 = off), -) — a voice's report of a note it plays: OSC only, never MIDI
 
 
 Kind.NAMES = {k.value: k.name.lower() for k in Kind}

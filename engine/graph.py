@@ -104,6 +104,8 @@ class Graph:
         self.safety = Safety("safety")
         self.nodes.append(self.safety)
         self.index = {n.id: i for i, n in enumerate(self.nodes)}
+        # nodes whose incoming notes go out as Kind.PLAYED ([osc] report_notes)
+        self._reporting = frozenset(self.index[node_id] for node_id in patch.table("osc")["report_notes"])
         n_in = patch.table("audio")["inputs"]
         self.adc = np.zeros((max(n_in, 1), block), np.float32)
         self._block_end = 0
@@ -271,6 +273,8 @@ class Graph:
             self._emit_outbound(ev["time"], ev["kind"], OUTBOUND, ev["channel"], ev["a"], ev["b"], ev["value"])
         elif 0 <= target < len(self.ios):
             self.ios[target].inbox.insert(ev)
+            if target in self._reporting:
+                self._report(ev["time"], ev["kind"], target, ev["channel"], ev["a"], ev["b"])
 
     def _emit(self, time, kind, target, channel, a, b, value) -> None:
         """A node's emit: same-block events to later nodes land in their inbox now."""
@@ -280,16 +284,26 @@ class Graph:
             return
         if time < self._block_end and target > self._current:
             self.ios[target].inbox.insert((time, kind, target, channel, a, b, value))
+            if target in self._reporting:
+                self._report(time, kind, target, channel, a, b)
         else:
             self._defer(time, kind, target, channel, a, b, value)
+
+    def _report(self, time, kind, target, channel, note, velocity) -> None:
+        """A note delivered to a reporting voice goes out as Kind.PLAYED (velocity 0 = off)."""
+        if kind == Kind.NOTE_ON:
+            self._emit_outbound(time, Kind.PLAYED, target, channel, note, velocity, 0.0)
+        elif kind == Kind.NOTE_OFF:
+            self._emit_outbound(time, Kind.PLAYED, target, channel, note, 0, 0.0)
 
     def process(self, block_start: int, adc: np.ndarray | None, timer=None) -> np.ndarray:
         frames = self.block
         self._block_end = block_start + frames
         if adc is None:
             self.adc[:] = 0.0
-        else:
-            self.adc[: adc.shape[0]] = adc
+        else:  # a source wider than this patch's inputs (a file, a reload to fewer) gives what fits
+            shared = min(adc.shape[0], self.adc.shape[0])
+            self.adc[:shared] = adc[:shared]
         self.clock.fill(self.controls["clock.beat"], self.controls["clock.bpm"])
         panic = any(int(k) == Kind.PANIC for k in self.ios[-1].events["kind"])
         if panic:

@@ -66,6 +66,9 @@ TABLES = {
         "listen": Option(str, default="127.0.0.1:8000"),
         "send": Option(list, default=["127.0.0.1:9000"]),
         "pitch_rate_hz": Option(float, default=0.0, lo=0.0, hi=1000.0),
+        "velocity": Option(str, default="midi", choices=("midi", "unit"),
+                           doc="velocity of /cadenza/note and /cadenza/button: 0-127, or 0..1 (TouchDesigner)"),
+        "report_notes": Option(list, default=[], doc="voices whose notes go out as /cadenza/out/<node>/note"),
     },
 }
 
@@ -184,6 +187,10 @@ def parse_patch(text: str, path: Path) -> Patch:
             where.fail("patch.output", None, out, "a node id: " + ", ".join(sorted(ids)))
     _check_routes(tables, ids, nodes, where)
     _check_osc(tables["osc"], where)
+    for node_id in tables["osc"]["report_notes"]:
+        if node_id not in ids:
+            where.fail("osc.report_notes", None, node_id, "a node id: " + ", ".join(sorted(ids)))
+        _check_takes(nodes, node_id, "ACCEPTS_NOTES", "notes", "osc.report_notes", None, where)
     return Patch(path=path, description=tables["patch"]["description"], nodes=nodes, tables=tables)
 
 

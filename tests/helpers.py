@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 
+from cadenza.engine.control import ControlLayer, ControlOptions
+from cadenza.engine.control.log import ErrorLog
 from cadenza.engine.engine import Engine
 from cadenza.engine.patch import parse_patch
 
@@ -30,3 +36,35 @@ notes = { to = "piano" }
 
 def render_blocks(engine: Engine, n_blocks: int) -> np.ndarray:
     return np.concatenate([engine.process(None).copy() for _ in range(n_blocks)], axis=1)
+
+
+@contextlib.contextmanager
+def playing(engine, backend, options: ControlOptions | None = None, log: ErrorLog | None = None):
+    """Run ``backend`` with a control layer on a thread; yields the layer."""
+    layer = ControlLayer(engine, backend, options or ControlOptions(), log)
+    layer.start()
+    thread = threading.Thread(target=backend.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: engine.stats.blocks > 10), "the backend did not start"
+        yield layer
+    finally:
+        backend.stop()
+        thread.join(10)
+        layer.stop()
+
+
+def wait_for(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def osc_send(port: int, address: str, *args, sock=None) -> None:
+    from cadenza.engine.control.osc import build_message
+
+    (sock or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)).sendto(build_message(address, list(args)),
+                                                                       ("127.0.0.1", port))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import subprocess
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 
 from bench.jackprobe import JackProbe, onset_delay, onsets
-from cadenza.engine.control import ControlLayer, ControlOptions
+from cadenza.engine.control import ControlOptions
 from cadenza.engine.control.log import ErrorLog
 from cadenza.engine.control.midiclock import CLOCK, START, STOP, MidiClock
 from cadenza.engine.control.midiparse import MidiParser
@@ -23,6 +22,7 @@ from cadenza.engine.engine import Engine
 from cadenza.engine.node import Node
 from cadenza.engine.patch import load_patch
 from cadenza.engine.registry import register
+from tests.helpers import osc_send, playing, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -75,38 +75,6 @@ def write_patch(tmp_path: Path, echo: bool = False, clock_out: bool = False, nam
     path.write_text(PATCH.format(extra_nodes=ECHO_NODE if echo else "", notes_to="echo" if echo else "piano",
                                  clock_out=str(clock_out).lower()))
     return path
-
-
-@contextlib.contextmanager
-def playing(engine, backend, options: ControlOptions | None = None, log: ErrorLog | None = None):
-    """Run ``backend`` with a control layer on a thread; yields the layer."""
-    layer = ControlLayer(engine, backend, options or ControlOptions(), log)
-    layer.start()
-    thread = threading.Thread(target=backend.run, daemon=True)
-    thread.start()
-    try:
-        assert wait_for(lambda: engine.stats.blocks > 10), "the backend did not start"
-        yield layer
-    finally:
-        backend.stop()
-        thread.join(10)
-        layer.stop()
-
-
-def wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def osc_send(port: int, address: str, *args, sock=None) -> None:
-    from cadenza.engine.control.osc import build_message
-
-    (sock or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)).sendto(build_message(address, list(args)),
-                                                                       ("127.0.0.1", port))
 
 
 def jack_engine(patch_path: Path, server, **backend_options):

@@ -25,6 +25,9 @@ TOOLS: dict[str, tuple[str, str]] = {
 }
 
 
+FILE_TAIL_S = 1.0  # play --input without --loop: seconds played after the file ends (tails, last reports)
+
+
 class UserError(CadenzaError):
     """Something the user can fix; printed as one line."""
 
@@ -79,11 +82,14 @@ def render(patch_name, out: Path, midi: Path | None = None, input_wav: Path | No
 
 def play(patch_name, backend: str | None, seconds: float | None, record: Path | None,
          script=None, status: bool = True, control=None, sample_rate: int | None = None,
-         block: int | None = None, **live_options) -> Path | None:
+         block: int | None = None, input_file: Path | None = None, loop: bool = False,
+         **live_options) -> Path | None:
     """Play a patch live. ``script(engine)`` may schedule events before the audio starts.
 
     ``control``: a ``ControlOptions`` for the OSC / MIDI layer (default: as the patch says).
     On JACK the engine runs at the server's rate and period unless told otherwise.
+    ``input_file``: a sound file played as the audio input instead of the backend's (``loop``:
+    again and again); played once, it ends the show when it ends unless ``seconds`` is given.
     """
     from cadenza.engine.audio_io import write_wav
     from cadenza.engine.backends import backend_class, pick_live_backend
@@ -98,6 +104,13 @@ def play(patch_name, backend: str | None, seconds: float | None, record: Path | 
     engine = build_engine(patch_name, sample_rate, block)
     live = None
     try:
+        if input_file is not None:
+            from cadenza.engine.fileinput import FileInput
+
+            engine.input_file = FileInput(input_file, engine.sample_rate, engine.graph.adc.shape[0],
+                                          engine.block, loop)
+            if seconds is None and not loop:
+                seconds = engine.input_file.seconds + FILE_TAIL_S
         live = cls(engine, **({"record": record is not None} | live_options))  # a show unrecorded keeps no audio
         if script is not None:
             script(engine)
@@ -152,6 +165,8 @@ def cmd_play(args) -> int:
     from cadenza.engine.control import ControlOptions
     from cadenza.engine.hostport import parse_hostport
 
+    if args.loop and args.input is None:
+        raise UserError("--loop: found no --input, allowed only with --input FILE")
     checks = [("--osc-send", target, False) for target in args.osc_send]
     if args.osc_host is not None or args.osc_port is not None:
         checks.append(("--osc-host/--osc-port", f"{args.osc_host or '127.0.0.1'}:{args.osc_port or 8000}", True))
@@ -167,7 +182,7 @@ def cmd_play(args) -> int:
     if args.device is not None:
         options["device"] = args.device
     play(args.patch, args.backend, args.seconds, args.record, status=not args.quiet, control=control,
-         sample_rate=args.rate, block=args.block, **options)
+         sample_rate=args.rate, block=args.block, input_file=args.input, loop=args.loop, **options)
     return 0
 
 
@@ -236,6 +251,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-midi", action="store_true", help="open no MIDI ports")
     p.add_argument("--connect", help="JACK: 'system' (default), 'none' or a port-name substring for the audio")
     p.add_argument("--device", help="PortAudio: output device name substring or index")
+    p.add_argument("--input", type=Path, metavar="FILE",
+                   help="a sound file played as the audio input instead of the device's (resampled); "
+                        "the show ends when it does, unless --loop or --seconds")
+    p.add_argument("--loop", action="store_true", help="with --input: play the file again and again")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     p.set_defaults(func=cmd_play)
 

@@ -6,12 +6,16 @@ is parsed at once (:mod:`cadenza.engine.control.oscpacket`, bounded in time and
 size), each message is stamped with the sample at which it takes effect (a
 future bundle timetag → that exact sample, as SuperCollider does; otherwise
 arrival + the patch's scheduling delay) and pushed into the engine's event
-ring. Every value is checked finite and in range before it crosses into the
-engine; every bad packet gets a counted, rate-limited log line.
+ring. An address with OSC 1.0 pattern characters (``/cadenza/param/*/cutoff``)
+is applied to every address of the playing patch it matches
+(:mod:`cadenza.engine.control.oscpattern`). Every value is checked finite and
+in range before it crosses into the engine; every bad packet gets a counted,
+rate-limited log line.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 import socket
 import threading
@@ -20,6 +24,7 @@ import time
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from cadenza.engine.control.oscpacket import OscPacketError, parse_packet
+from cadenza.engine.control.oscpattern import OscPatternError, is_pattern, matching
 from cadenza.engine.events import BROADCAST, ENGINE, Kind
 from cadenza.engine.harmony import chord_label, key_label
 
@@ -27,16 +32,19 @@ PREFIX = "/cadenza"
 MAX_AHEAD_S = 10.0  # timetags further ahead than this are refused (the scheduler is no score store)
 TEMPO_RANGE = (20.0, 400.0)
 RCVBUF_BYTES = 1 << 20
+STATUS_REPLIES_PER_S = 10  # /cadenza/status answers per second per source IP; more are dropped
 
 # The address space, for the README and for error messages: address, argument types, meaning.
 ADDRESSES_IN = [
     ("/cadenza/note", "i note, i velocity[, i channel]",
-     "note on (velocity 0 = off), routed like MIDI through the patch's [midi] table"),
+     "note on (velocity 0 = off), routed like MIDI through the patch's [midi] table; velocity 0-127, "
+     "or 0..1 where the patch says [osc] velocity = \"unit\""),
     ("/cadenza/note_off", "i note[, i channel]", "note off"),
     ("/cadenza/cc", "i controller, i value[, i channel]", "control change 0-127, mapped by [midi] cc"),
     ("/cadenza/bend", "f bend[, i channel]", "pitch bend, -1..1"),
     ("/cadenza/program", "i program[, i channel]", "program change 0-127"),
-    ("/cadenza/genie/button", "i button, i velocity", "Piano Genie button 0-7 (velocity 0 releases); "
+    ("/cadenza/genie/button", "i button, i velocity", "Piano Genie button 0-7 (velocity 0 releases; "
+                                                      "0..1 with [osc] velocity = \"unit\"); "
                                                       "/cadenza/button is the same"),
     ("/cadenza/param/<node>/<name>", "f value", "set a node parameter, clamped to its range"),
     ("/cadenza/tempo", "f bpm", "engine tempo, 20-400 bpm (clamped)"),
@@ -44,18 +52,23 @@ ADDRESSES_IN = [
     ("/cadenza/panic", "", "all notes off, tails cut, on every node"),
     ("/cadenza/reload", "[s patch]", "build the patch (default: the playing one) off the audio thread "
                                        "and swap it in at a block boundary; on error the old one plays on"),
-    ("/cadenza/status", "", "reply to the sender: /cadenza/status s line, f load, i xruns, "
-                            "i events_in, i events_out, i errors"),
+    ("/cadenza/status", "[i port]", "reply /cadenza/status s line, f load, i xruns, i events_in, "
+                                    "i events_out, i errors to the sender's IP at `port` (default: the "
+                                    "sender's own port); at most 10 replies a second per sender IP"),
 ]
 ADDRESSES_OUT = [
     ("/cadenza/pitch", "f f0_hz, i voiced, f loudness_db", "a pitch listener's report, one per hop it reports"),
     ("/cadenza/beat", "i beat, f bpm, f phase", "a beat listener's beat (phase 0: sent on the beat)"),
     ("/cadenza/chord", "s label", "a chord listener's new chord, as mir_eval writes it: C:maj, A:min, N"),
     ("/cadenza/key", "s label", "a chord listener's new key: C major, A minor"),
-    ("/cadenza/out/<node>/note", "i note, i velocity, i channel", "a node's note on (velocity 0 = off)"),
+    ("/cadenza/out/<node>/note", "i note, i velocity, i channel",
+     "a note a generator emits, or a voice plays when the patch lists it in [osc] report_notes "
+     "(velocity 0 = off)"),
     ("/cadenza/out/<node>/beat", "i beat, f bpm", "a beat listener's beat"),
     ("/cadenza/out/<node>/pitch", "f f0_hz, i voiced", "a pitch listener's report (rate-limited by [osc] pitch_rate_hz)"),
-    ("/cadenza/out/<node>/tempo", "f bpm", "a tempo change"),
+    ("/cadenza/out/engine/tempo", "f bpm", "the engine's tempo, when it changes (/cadenza/tempo, "
+                                           "[clock] follow) by 0.01 bpm or more"),
+    ("/cadenza/out/<node>/tempo", "f bpm", "a tempo a node emits"),
     ("/cadenza/out/<node>/loudness", "f dB", "a loudness report"),
     ("/cadenza/out/<node>/beat_prediction", "f seconds", "time until the predicted next beat"),
     ("/cadenza/out/<node>/chord", "s label, f confidence", "a chord change"),
@@ -113,6 +126,9 @@ class OscIn:
         self.address = self.sock.getsockname()
         self.received = 0
         self.late = 0
+        self.status_limiter = ReplyLimiter(STATUS_REPLIES_PER_S)
+        self._address_graph = None  # the graph ``addresses`` was listed for
+        self._addresses: list[str] = []
         self._running = False
         self._thread = threading.Thread(target=self._serve, name="cadenza-osc-in", daemon=True)
 
@@ -155,16 +171,24 @@ class OscIn:
         for tag, address, args in messages:
             try:
                 self._apply(tag, address, args, arrival, mono, wall, addr)
-            except OscArgError as exc:
-                self.log.report("osc-args", f"{address}: {exc}; dropped")
-            except Exception as exc:  # a malformed message must never stop the thread
-                self.log.report("osc-error", f"{address}: {type(exc).__name__}: {exc}")
             finally:
                 self.received += 1  # counted once handled, so a reader of it sees the event pushed
 
     def _apply(self, tag: float | None, address: str, args: list, arrival: int, mono: float, wall: float,
                addr) -> None:
-        """Stamp one message from its timetag (None: now) and dispatch it."""
+        """Stamp one message from its timetag (None: now) and dispatch it to every address it names."""
+        if is_pattern(address):
+            try:
+                targets = matching(address, self.addresses())
+            except OscPatternError as exc:
+                self.log.report("osc-pattern", f"{address}: {exc}; dropped")
+                return
+            if not targets:
+                self.log.report("osc-unknown-address", f"{address}: the pattern matches no address of this "
+                                                       f"patch (see the README's OSC table); dropped")
+                return
+        else:
+            targets = [address]
         if tag is None:
             when = self.engine.stamp(arrival)
         elif tag - wall > MAX_AHEAD_S:
@@ -176,7 +200,22 @@ class OscIn:
             when = arrival
         else:  # one rounding from the block's anchor: sample-accurate
             when = round(self.engine.sample_at(mono + (tag - wall)))
-        self.dispatch(address, args, when, addr)
+        for target in targets:
+            try:
+                self.dispatch(target, args, when, addr)
+            except OscArgError as exc:
+                self.log.report("osc-args", f"{target}: {exc}; dropped")
+            except Exception as exc:  # a malformed message must never stop the thread
+                self.log.report("osc-error", f"{target}: {type(exc).__name__}: {exc}")
+
+    def addresses(self) -> list[str]:
+        """Every concrete address the playing patch answers (what a pattern is matched against)."""
+        graph = self.engine.graph
+        if graph is not self._address_graph:
+            fixed = [address for address, _, _ in ADDRESSES_IN if "<" not in address]
+            params = [f"{PREFIX}/param/{node.id}/{name}" for node in graph.nodes for name in node.PARAMS]
+            self._addresses, self._address_graph = [*fixed, PREFIX + "/button", *params], graph
+        return self._addresses
 
     # -- the address space ---------------------------------------------------------
 
@@ -189,7 +228,7 @@ class OscIn:
         channel = None
         if address == PREFIX + "/note":
             note = _number(args, 0, "note", 0, 127, integer=True)
-            vel = _number(args, 1, "velocity", 0, 127, integer=True)
+            vel = self._velocity(args, 1)
             channel = _number(args, 2, "channel", 0, 15, default=0, integer=True)
             self._midi(0x90 | channel, note, vel, when)
         elif address == PREFIX + "/note_off":
@@ -212,7 +251,7 @@ class OscIn:
             self._midi(0xC0 | channel, program, 0, when)
         elif address in (PREFIX + "/genie/button", PREFIX + "/button"):
             button = _number(args, 0, "button", 0, 7, integer=True)
-            vel = _number(args, 1, "velocity", 0, 127, integer=True)
+            vel = self._velocity(args, 1)
             target = engine.midi_map.buttons_to
             if target < 0:
                 raise OscArgError("this patch routes no buttons ([midi] buttons)")
@@ -229,11 +268,28 @@ class OscIn:
                 raise OscArgError(f"argument 1 (patch): found {args[0]!r}, allowed a path string")
             self.layer.reload(args[0] if args else None)
         elif address == PREFIX + "/status":
-            self.layer.send_status(addr)
+            self._status(args, addr)
         else:
             self.log.report("osc-unknown-address",
                             f"{address}: unknown address (see the README's OSC table; "
                             f"e.g. {PREFIX}/note, {PREFIX}/param/<node>/<name>)")
+
+    def _velocity(self, args: list, i: int) -> int:
+        """MIDI velocity 0-127 from argument ``i``: as sent, or scaled from 0..1 under
+        ``[osc] velocity = "unit"`` (any value above 0 sounds: at least velocity 1)."""
+        if self.engine.patch.table("osc")["velocity"] != "unit":
+            return _number(args, i, "velocity", 0, 127, integer=True)
+        unit = _number(args, i, "velocity", 0.0, 1.0)
+        return 0 if unit == 0 else max(1, round(unit * 127))
+
+    def _status(self, args: list, addr) -> None:
+        """Answer /cadenza/status to the sender's IP, at the port it names or its own."""
+        port = _number(args, 0, "port", 1, 65535, default=addr[1], integer=True)
+        if not self.status_limiter.allow(addr[0], time.monotonic()):
+            self.log.report("osc-status-rate", f"/cadenza/status from {addr[0]}: more than "
+                                               f"{STATUS_REPLIES_PER_S} a second; not answered")
+            return
+        self.layer.send_status((addr[0], port))
 
     def _midi(self, status: int, d1: int, d2: int, when: int) -> None:
         for kind, target, ch, a, b, value in self.engine.midi_map.events(status, d1, d2):
@@ -265,6 +321,31 @@ class OscIn:
         self.ring.push(when, Kind.TRANSPORT, BROADCAST, 0, codes[word], 0, 0.0)
 
 
+class ReplyLimiter:
+    """At most ``per_second`` replies to each source in any one-second window.
+
+    Remembers the last ``max_sources`` sources (the oldest is forgotten first), so a
+    flood from many addresses costs bounded memory.
+    """
+
+    def __init__(self, per_second: int, max_sources: int = 256):
+        self.per_second = per_second
+        self.max_sources = max_sources
+        self._times: dict[str, collections.deque] = {}
+
+    def allow(self, source: str, now: float) -> bool:
+        """True (and counted) when ``source`` may have a reply at ``now`` (monotonic s)."""
+        times = self._times.get(source)
+        if times is None:
+            if len(self._times) >= self.max_sources:
+                del self._times[next(iter(self._times))]
+            times = self._times[source] = collections.deque(maxlen=self.per_second)
+        if len(times) == self.per_second and now - times[0] < 1.0:
+            return False
+        times.append(now)
+        return True
+
+
 class OscOut:
     """Sends outbound engine events to every target: ``/cadenza/out/<node>/<kind> ...``."""
 
@@ -288,8 +369,8 @@ class OscOut:
         base = f"{PREFIX}/out/{node_name}/"
         ch, a, b, value = int(ev["channel"]), int(ev["a"]), int(ev["b"]), float(ev["value"])
         key = int(ev["target"])
-        if kind in (Kind.NOTE_ON, Kind.NOTE_OFF):
-            return [build_message(base + "note", [a, b if kind == Kind.NOTE_ON else 0, ch])]
+        if kind in (Kind.NOTE_ON, Kind.NOTE_OFF, Kind.PLAYED):  # PLAYED: a voice's report, b = 0 when off
+            return [build_message(base + "note", [a, b if kind != Kind.NOTE_OFF else 0, ch])]
         if kind == Kind.BEAT:
             return [build_message(base + "beat", [a, value]), build_message(PREFIX + "/beat", [a, value, 0.0])]
         if kind == Kind.PITCH:
