@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from pythonosc.osc_message import OscMessage
 
 from cadenza.engine.control import ControlLayer, ControlOptions
 from cadenza.engine.control.log import ErrorLog
@@ -68,3 +69,23 @@ def osc_send(port: int, address: str, *args, sock=None) -> None:
 
     (sock or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)).sendto(build_message(address, list(args)),
                                                                        ("127.0.0.1", port))
+
+
+def receiver(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, port))
+    sock.settimeout(0.3)
+    return sock
+
+
+def drain(sock: socket.socket, seconds: float = 1.0) -> list[tuple[str, list]]:
+    """(address, args) of every datagram ``sock`` receives within ``seconds``."""
+    got = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            msg = OscMessage(sock.recv(65536))
+        except socket.timeout:
+            continue
+        got.append((msg.address, list(msg.params)))
+    return got

@@ -13,14 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-from pythonosc.osc_message import OscMessage
 
 from cadenza.engine.backends.null import NullBackend
 from cadenza.engine.control import ControlOptions
 from cadenza.engine.control.log import ErrorLog
 from cadenza.engine.engine import Engine
 from cadenza.engine.patch import load_patch
-from tests.helpers import osc_send, playing, wait_for
+from tests.helpers import drain, osc_send, playing, receiver, wait_for
 
 PATCH = """
 [patch]
@@ -56,26 +55,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
-
-
-def receiver(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((host, port))
-    sock.settimeout(0.3)
-    return sock
-
-
-def drain(sock: socket.socket, seconds: float = 1.0) -> list[tuple[str, list]]:
-    """(address, args) of every datagram ``sock`` receives within ``seconds``."""
-    got = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            msg = OscMessage(sock.recv(65536))
-        except socket.timeout:
-            continue
-        got.append((msg.address, list(msg.params)))
-    return got
 
 
 def null_engine(tmp_path: Path, send_port: int, velocity: str = "midi") -> tuple[Engine, NullBackend]:

@@ -236,7 +236,7 @@ class ControlLayer:
         return True
 
     def send_status(self, addr) -> None:
-        """Answer ``/cadenza/status`` to the address it came from."""
+        """Answer ``/cadenza/status`` to ``addr`` (OscIn picks it: the sender's IP, at the port it named)."""
         s = self.engine.stats
         data = build_message("/cadenza/status", [self.status or "starting", float(s.load_last),
                                                  int(s.xruns), int(s.events_in), int(s.events_out),
