@@ -89,8 +89,7 @@ class JackProbe:
     ``schedule([(offset, bytes), ...])`` writes those MIDI events in a coming
     cycle (one list per cycle, in order) and logs ``sent`` as (frame, bytes);
     ``received`` logs (frame, bytes) from ``midi_in``; ``audio()`` returns the
-    captured mono signal and the JACK frame time of its first sample;
-    ``audio_out`` (a mono float32 signal) plays on port ``audio_out``, looped.
+    captured mono signal and the JACK frame time of its first sample.
     A capture (or ``clock=True``) logs ``cycles``: per cycle, (frame, its start
     smoothed as the engine does, JACK's own estimate, when the callback woke up),
     in ``time.monotonic()`` seconds.
@@ -98,16 +97,13 @@ class JackProbe:
 
     def __init__(self, name: str, midi_out: bool = False, midi_in: bool = False,
                  audio_in: bool = False, capture_s: float = 30.0, count_xruns: bool = False,
-                 audio_out: np.ndarray | None = None, clock: bool = False):
+                 clock: bool = False):
         import jack
 
         self.client = jack.Client(name, no_start_server=True)
         self.midi_out = self.client.midi_outports.register("midi_out") if midi_out else None
         self.midi_in = self.client.midi_inports.register("midi_in") if midi_in else None
         self.audio_in = self.client.inports.register("audio_in") if audio_in else None
-        self.audio_out = self.client.outports.register("audio_out") if audio_out is not None else None
-        self._loop = audio_out
-        self._loop_pos = 0
         self.queue: collections.deque = collections.deque()
         self.sent: list[tuple[int, bytes]] = []
         self.received: list[tuple[int, bytes]] = []
@@ -141,8 +137,6 @@ class JackProbe:
         if self.midi_in is not None:
             for offset, data in self.midi_in.incoming_midi_events():
                 self.received.append((now + offset, bytes(data)))
-        if self.audio_out is not None:
-            self._play_loop(self.audio_out.get_array())
         if self.audio_in is not None:
             if self._frame0 is None:
                 self._frame0 = now
@@ -160,14 +154,6 @@ class JackProbe:
             t = self.timeline.follow(self._frames, clock.measured)
             self.cycles.append((now, t, clock.measured, woke))
         self.cycle.set()
-
-    def _play_loop(self, out: np.ndarray) -> None:
-        done, n = 0, out.shape[0]
-        while done < n:
-            take = min(n - done, self._loop.shape[0] - self._loop_pos)
-            out[done:done + take] = self._loop[self._loop_pos:self._loop_pos + take]
-            done += take
-            self._loop_pos = (self._loop_pos + take) % self._loop.shape[0]
 
     def _xrun(self, delay_usecs: float) -> None:
         self.xruns += 1

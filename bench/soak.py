@@ -6,7 +6,9 @@ and runs, at the same time and on the same server:
 - the C reference pair from Debian's ``jackd2``: ``jack_midisine`` (a MIDI synth)
   fed by ``jack_midiseq`` (a sequencer);
 - ``cadenza play`` of the patch (a separate process), fed by the same
-  ``jack_midiseq`` port, a looped sung line on ``in_1``, and from a sender
+  ``jack_midiseq`` port, ``jack_midisine``'s melody on ``in_1`` (what the
+  listening patches hear: a C client, so no Python client of ours sits
+  upstream of Cadenza in the graph), and from a sender
   process 200 OSC messages/s over UDP: a CC fader sweep mapped to one of the
   patch's params, and bundles timetagged 50-100 ms ahead with a probe note that
   Cadenza's MIDI thru sends out of ``midi_out`` at the sample it lands on;
@@ -77,20 +79,6 @@ def soak_patch(name: str, osc_port: int) -> str:
     return text + f'\n[osc]\nlisten = "127.0.0.1:{osc_port}"\nsend = []\n'
 
 
-def sung_line(seconds: float = 12.0) -> np.ndarray:
-    """A voice-like loop: 25 harmonics under two formants, f0 gliding 140-280 Hz with vibrato, 2 s phrases."""
-    t = np.arange(int(seconds * RATE)) / RATE
-    f0 = 200.0 * 2.0 ** (np.sin(2 * np.pi * t / 6.0) * 0.5) * (1 + 0.01 * np.sin(2 * np.pi * 5.5 * t))
-    phase = 2 * np.pi * np.cumsum(f0) / RATE
-    x = np.zeros_like(t)
-    for k in range(1, 26):
-        fk = k * f0
-        gain = 1.0 / k * (1 + 3 * np.exp(-((fk - 700) / 200) ** 2) + 2 * np.exp(-((fk - 1200) / 250) ** 2))
-        x += np.where(fk < RATE / 2, gain, 0.0) * np.sin(k * phase)
-    phrase = np.clip(np.sin(np.pi * (t % 2.5) / 2.0), 0, None) * ((t % 2.5) < 2.0)
-    return (0.3 * x / np.abs(x).max() * phrase).astype(np.float32)
-
-
 # -- the child processes -------------------------------------------------------------------
 
 
@@ -100,8 +88,6 @@ def run_engine(patch: str, stats_path: str) -> None:
     from cadenza.engine.control import ControlOptions
 
     out = open(stats_path, "w", buffering=1)
-    if os.environ.get("SOAK_TRACE"):
-        exec(open(os.environ["SOAK_TRACE"]).read(), {})
 
     def report(engine) -> None:
         def loop() -> None:
@@ -248,12 +234,11 @@ def measure(patch_name: str, period: int, seconds: float, workdir: Path) -> tupl
                         stderr=subprocess.PIPE, text=True)
         procs.append(engine)
         listener = JackProbe("listener", midi_in=True, clock=True)
-        voice = JackProbe("voice", audio_out=sung_line())
-        probes += [listener, voice]
+        probes.append(listener)
         for port in ("cadenza:midi_out", "midisine:midi_in", "seq:out"):
             _wait_port(listener.client, port)
         for src, dst in (("seq:out", "midisine:midi_in"), ("seq:out", "cadenza:midi_in"),
-                         ("midisine:audio_out", "system:playback_1"), ("voice:audio_out", "cadenza:in_1"),
+                         ("midisine:audio_out", "system:playback_1"), ("midisine:audio_out", "cadenza:in_1"),
                          ("cadenza:midi_out", "listener:midi_in")):
             _connect(listener.client, src, dst)
         time.sleep(WARMUP_S)
@@ -289,9 +274,6 @@ def measure(patch_name: str, period: int, seconds: float, workdir: Path) -> tupl
     stats = [json.loads(line) for line in stats_path.read_text().splitlines() if line.strip()]
     st = {k: np.array([s[k] for s in stats], np.float64) for k in ("t", "blocks", "late", "busy_s", "load_max")}
     tags = timetag_errors(cycles, listener.received, sent, named.get("cadenza", np.zeros(0)), period)
-    if os.environ.get("SOAK_DUMP"):
-        np.savez(os.environ["SOAK_DUMP"], cycles=cycles, late=named.get("cadenza", np.zeros(0)),
-                 due=tags["due"], errors=tags["errors"], t0=t0)
     windows = []
     for w in range(len(rss)):
         lo, hi = t0 + w * WINDOW_S, t0 + (w + 1) * WINDOW_S

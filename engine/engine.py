@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cadenza.engine.clock import Clock, Timeline
+from cadenza.engine.dsp.units import warm_up_units
 from cadenza.engine.events import BROADCAST, ENGINE, OUTBOUND, EventRing, Kind, Scheduler, warm_up_kernels
 from cadenza.engine.graph import OUT_CHANNELS, Faults, Graph
 from cadenza.engine.midi import MidiMap
@@ -69,6 +70,7 @@ class Engine:
         self.clock = Clock(self.sample_rate, clock["bpm"], clock["beats_per_bar"])
         self._tempo_sent = self.clock.bpm  # bpm last reported outbound
         warm_up_kernels()
+        warm_up_units()
         self.scheduler = Scheduler()  # engine samples: graph deferrals, ``schedule()``
         self.timed = Scheduler()  # timeline samples: everything stamped from outside
         self.timeline = Timeline(self.sample_rate)

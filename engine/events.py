@@ -311,6 +311,9 @@ def warm_up_kernels() -> None:
     sched.add_from(ring)
     sched.take(2)
     sched.add_shifted(sched.due, 1, 0)
+    sched.add(1, Kind.NOTE_ON)  # a graph's deferrals and JACK's outbound MIDI call it from the audio thread
+    ring.push(1, Kind.NOTE_ON)
+    ring.pop_all()  # the out thread's: a first load there holds the GIL the audio thread waits for
     box = Inbox(2)
     box.insert(sched.due[0])
     box.insert(sched.due[0])

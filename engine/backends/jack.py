@@ -76,6 +76,31 @@ class CycleClock:
         return True
 
 
+class PortArrays:
+    """NumPy views of JACK audio port buffers for the process callback.
+
+    JACK may hand a port a different buffer in any cycle, so the pointer is
+    asked for every cycle; the view over it is rebuilt only when it moved
+    (``Port.get_array`` builds a new one per call, in the hottest loop we have).
+    """
+
+    def __init__(self, jack, ports):
+        self._lib, self._ffi = jack._lib, jack._ffi
+        self._ptrs = [port._ptr for port in ports]
+        self._addrs = [0] * len(ports)
+        self.arrays: list[np.ndarray] = [np.zeros(0, np.float32)] * len(ports)
+
+    def refresh(self, frames: int) -> list[np.ndarray]:
+        """This cycle's buffers, ``frames`` long."""
+        for i, ptr in enumerate(self._ptrs):
+            buf = self._lib.jack_port_get_buffer(ptr, frames)
+            addr = int(self._ffi.cast("uintptr_t", buf))
+            if addr != self._addrs[i] or self.arrays[i].shape[0] != frames:
+                self.arrays[i] = np.frombuffer(self._ffi.buffer(buf, 4 * frames), np.float32)
+                self._addrs[i] = addr
+        return self.arrays
+
+
 class RealtimeExit:
     """Ends a Python JACK client's realtime thread from inside its own process callback.
 
@@ -210,6 +235,7 @@ class JackBackend(LiveBackend):
         self.midi_clock = None  # set by the control layer when clock out is on
         self.log = None  # set by the control layer
         self._adc = np.zeros((n_in, engine.block), np.float32)
+        self._ins, self._outs = PortArrays(jack, self.inports), PortArrays(jack, self.outports)
         self._out_pending = Scheduler(1024)  # outbound MIDI not due in this cycle yet
         self._cycle = CycleClock(jack, client)
         self.recorder = Recorder() if record else None
@@ -234,8 +260,8 @@ class JackBackend(LiveBackend):
             self._run_cycle(frames)
         except Exception as exc:  # never let a bug end the audio: this cycle is silent, counted
             self.engine.faults.record("jack callback", exc)
-            for port in self.outports:
-                port.get_array().fill(0.0)
+            for out in self._outs.refresh(frames):
+                out.fill(0.0)
 
     def _run_cycle(self, frames: int) -> None:
         engine = self.engine
@@ -260,8 +286,8 @@ class JackBackend(LiveBackend):
             for status, d1, d2 in self.parser.feed(data):
                 for kind, target, ch, a, b, value in midi_map.events(status, d1, d2):
                     push(stamp + offset, kind, target, ch, a, b, value)
-        ins = [p.get_array() for p in self.inports]
-        outs = [p.get_array() for p in self.outports]
+        ins = self._ins.refresh(frames)
+        outs = self._outs.refresh(frames)
         mark = engine.outbound.mark()  # we are the outbound ring's producer: peek what we add
         for k in range(frames // block):
             lo, hi = k * block, (k + 1) * block
@@ -280,8 +306,11 @@ class JackBackend(LiveBackend):
         for ev in self.engine.outbound.pushed_since(mark):
             if ev["kind"] in _ECHO_KINDS:
                 self._out_pending.add(*ev.tolist())
+        clock = self.midi_clock is not None and self._ports_connected
+        if not clock and not self._out_pending.n_pending:
+            return
         messages = []
-        if self.midi_clock is not None and self._ports_connected:
+        if clock:
             messages = [(off, bytes((status,))) for off, status in self.midi_clock.block(beat0, bps, frames)]
         n = self._out_pending.take(start + frames)
         for ev in self._out_pending.due[:n]:

@@ -46,3 +46,10 @@ def hz_to_mel(hz):
     """Slaney mel of a positive frequency in Hz (librosa's ``hz_to_mel(hz, htk=False)``)."""
     return (np.minimum(hz / MEL_HZ_PER_MEL, MEL_BREAK)
             + np.log(np.maximum(hz, MEL_BREAK_HZ) / MEL_BREAK_HZ) / MEL_LOGSTEP)
+
+
+def warm_up_units() -> None:
+    """Load the scalar versions now: nodes call them from Python on a note or a pitch, and a first
+    call in a live block would compile (or load from cache) there, milliseconds late."""
+    for unit in (midi_to_hz, hz_to_midi, semitones_to_ratio, hz_to_mel):
+        unit(69.0)
