@@ -83,7 +83,8 @@ def test_address_patterns_set_every_param_they_match_and_bad_ones_get_a_line(tmp
             osc_send(port, "/cadenza/param/*/cutoff*", 1e9)  # clamped on each node it reaches
             osc_send(port, "/cadenza/param/[piano/cutoff", 1.0)  # malformed
             osc_send(port, "/cadenza/param/organ*/cutoff", 1.0)  # matches nothing
-            assert wait_for(lambda: layer.osc_in.received == 8)
+            osc_send(port, "/cadenza/note", 60, 0.8)  # a 0..1 slider in a 0-127 patch: a line, not a -86 dB note
+            assert wait_for(lambda: layer.osc_in.received == 9)
             time.sleep(0.1)
             values = {(n, p): param(engine, n, p) for n in ("piano", "bass")
                       for p in ("cutoff", "gain_db", "resonance", "attack", "release")}
@@ -97,7 +98,7 @@ def test_address_patterns_set_every_param_they_match_and_bad_ones_get_a_line(tmp
     assert values[("bass", "attack")] == pytest.approx(0.2) and values[("piano", "attack")] != pytest.approx(0.2)
     assert values[("piano", "release")] == 1.5 and values[("bass", "release")] != 1.5
     assert log.counts["osc-range"] == 2 and log.counts["osc-pattern"] == 1
-    assert log.counts["osc-unknown-address"] == 1
+    assert log.counts["osc-unknown-address"] == 1 and log.counts["osc-args"] == 1
 
 
 def test_oscsend_plays_and_oscdump_hears_the_voice_notes_and_the_clamped_tempo(tmp_path):

@@ -68,7 +68,6 @@ ADDRESSES_OUT = [
     ("/cadenza/out/<node>/pitch", "f f0_hz, i voiced", "a pitch listener's report (rate-limited by [osc] pitch_rate_hz)"),
     ("/cadenza/out/engine/tempo", "f bpm", "the engine's tempo, when it changes (/cadenza/tempo, "
                                            "[clock] follow) by 0.01 bpm or more"),
-    ("/cadenza/out/<node>/tempo", "f bpm", "a tempo a node emits"),
     ("/cadenza/out/<node>/loudness", "f dB", "a loudness report"),
     ("/cadenza/out/<node>/beat_prediction", "f seconds", "time until the predicted next beat"),
     ("/cadenza/out/<node>/chord", "s label, f confidence", "a chord change"),
@@ -278,7 +277,11 @@ class OscIn:
         """MIDI velocity 0-127 from argument ``i``: as sent, or scaled from 0..1 under
         ``[osc] velocity = "unit"`` (any value above 0 sounds: at least velocity 1)."""
         if self.engine.patch.table("osc")["velocity"] != "unit":
-            return _number(args, i, "velocity", 0, 127, integer=True)
+            raw = _number(args, i, "velocity", 0, 127)
+            if 0 < raw < 1:  # it would play at velocity 1, some 86 dB down: say what the sender meant
+                raise OscArgError(f"argument {i + 1} (velocity): found {raw!r}, allowed 0-127 (for a 0..1 "
+                                  f"controller set [osc] velocity = \"unit\" in the patch)")
+            return int(round(raw))
         unit = _number(args, i, "velocity", 0.0, 1.0)
         return 0 if unit == 0 else max(1, round(unit * 127))
 
