@@ -328,8 +328,10 @@ def plot(rows: list[dict], raws: list[dict], path: Path) -> None:
         left.set(title=f"{row['patch']} @ {row['period']}: jackd 'not finished' per minute, per window",
                  xlabel=f"window ({WINDOW_S:g} s)")
         left.legend()
-        right.hist(raw["errors_on_time"], bins=np.arange(-20.5, 21.5, 1.0), label="cycle not named late")
-        right.hist(raw["errors_late"], bins=np.arange(-20.5, 21.5, 1.0), alpha=0.6, label="cycle named late")
+        bins = np.arange(-20.5, 2 * row["period"] + 1.5, 1.0)  # errors beyond two periods pile into the last bin
+        edge = 2 * row["period"]
+        right.hist(np.clip(raw["errors_on_time"], -20, edge), bins=bins, label="cycle not named late")
+        right.hist(np.clip(raw["errors_late"], -20, edge), bins=bins, alpha=0.6, label="cycle named late")
         right.set(title="timetag error", xlabel="probe-note frame − timetag frame", yscale="log")
         right.legend()
     fig.tight_layout()

@@ -189,8 +189,8 @@ class Engine:
         replaces it). Returns (2, frames).
 
         ``start_time``: when the block's first frame is due, in ``time.monotonic()``
-        seconds, if the backend knows it better than "now" (JACK's filtered cycle
-        time); ``now()`` and so every stamp are anchored to it.
+        seconds, if the backend knows it better than "now" (JACK's cycle time): the
+        timeline follows it (``follow``), and ``now()`` and every stamp ride on it.
         """
         t0 = time.perf_counter_ns()
         if self.input_file is not None:
