@@ -71,6 +71,7 @@ class Kind(IntEnum):
     CHORD = 15  # (-, root pitch class 0-11 or -1 for no chord, quality index, confidence 0..1) — engine.harmony
     KEY = 16  # (-, tonic pitch class 0-11, mode 0 major / 1 minor, confidence 0..1) — engine.harmony
     PLAYED = 17  # (ch, note, velocity 0-127 (0 = off), -) — a voice's report of a note it plays: OSC only, never MIDI
+    DOWNBEAT = 18  # (-, bar number mod 2**15, -, beats per bar) — a beat listener's downbeat, at its beat's sample
 
 
 Kind.NAMES = {k.value: k.name.lower() for k in Kind}

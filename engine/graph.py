@@ -21,7 +21,7 @@ from cadenza.engine.safety import Safety
 OUT_CHANNELS = 2
 # Event kinds whose copies leave the engine (OSC / MIDI out) when a node emits them.
 ECHOED_KINDS = frozenset({Kind.NOTE_ON, Kind.NOTE_OFF, Kind.BEAT, Kind.PITCH, Kind.TEMPO,
-                          Kind.BEAT_PREDICTION, Kind.LOUDNESS})
+                          Kind.BEAT_PREDICTION, Kind.LOUDNESS, Kind.DOWNBEAT})
 
 
 @njit(nogil=True, cache=True)

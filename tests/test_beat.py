@@ -1,4 +1,4 @@
-"""The streaming beat tracker: clicks, tempo changes, silence, determinism, file vs engine paths."""
+"""The streaming beat tracker: clicks, tempo changes, downbeats, silence, determinism, file vs engine paths."""
 
 from __future__ import annotations
 
@@ -16,16 +16,21 @@ from tests.helpers import engine_from_toml
 SR = 48000
 
 
-def click_track(segments: list[tuple[float, float]], seconds: float, start: float = 0.25):
-    """Clicks (1 kHz, 4 ms decay) at ``(from_s, bpm)`` tempo segments; returns audio and click times."""
+def click_track(segments: list[tuple[float, float]], seconds: float, start: float = 0.25,
+                bar: int = 1, accent_db: float = 0.0):
+    """Clicks (1 kHz, 4 ms decay) at ``(from_s, bpm)`` tempo segments; returns audio and click times.
+
+    With ``bar`` > 1, every ``bar``-th click (the first included) is ``accent_db`` louder than the others.
+    """
     x = np.zeros(int(seconds * SR), np.float32)
     n = np.arange(int(0.03 * SR))
     click = 0.5 * np.sin(2 * np.pi * 1000 * n / SR) * np.exp(-n / (0.004 * SR))
+    quiet = 10 ** (-accent_db / 20)
     times, t = [], start
     while t < seconds - 0.05:
         i = int(round(t * SR))
         seg = x[i: i + len(n)]
-        seg += click[: len(seg)]
+        seg += click[: len(seg)] * (1.0 if len(times) % bar == 0 else quiet)
         times.append(t)
         bpm = [b for s, b in segments if s <= t + 1e-9][-1]
         t += 60.0 / bpm
@@ -70,15 +75,89 @@ def test_abrupt_tempo_change_is_followed():
 
 def test_silence_gives_no_beats():
     result = track(np.zeros(10 * SR, np.float32), SR)
-    assert len(result.beats) == 0 and len(result.predicted) == 0
+    assert len(result.beats) == 0 and len(result.predicted) == 0 and len(result.downbeats) == 0
     assert np.all(result.confidence == 0.0)
 
 
-def test_same_audio_same_beats(clicks120):
-    x = clicks120[0] + 0.01 * np.random.default_rng(3).standard_normal(clicks120[0].shape).astype(np.float32)
+@pytest.fixture(scope="module")
+def accented120():
+    """120 BPM clicks, 4 to the bar, the first of each bar 12 dB louder."""
+    return click_track([(0.0, 120.0)], 24.0, bar=4, accent_db=12.0)
+
+
+def test_accented_downbeats_are_found(accented120):
+    x, ref = accented120
+    result = track(x, SR)
+    bars = ref[::4]
+    late = result.downbeats[result.downbeats > 8.0]
+    assert len(late) == pytest.approx(np.sum(bars > 8.0), abs=1)
+    assert np.max(np.abs(nearest_error(late, bars))) <= 0.010  # every downbeat on an accented click
+    assert np.all(result.beats_per_bar[-3:] == 4)
+    assert set(np.round(result.downbeats, 6)) <= set(np.round(result.beats, 6))  # a downbeat is a beat
+
+
+def test_three_four_bars_are_told_from_four():
+    x, ref = click_track([(0.0, 132.0)], 24.0, bar=3, accent_db=12.0)
+    result = track(x, SR)
+    late = result.downbeats[result.downbeats > 8.0]
+    assert len(late) >= 10 and np.all(result.beats_per_bar[-3:] == 3)
+    assert np.max(np.abs(nearest_error(late, ref[::3]))) <= 0.010
+
+
+def test_bar_phase_rises_through_the_bar(accented120):
+    from cadenza.engine import harness
+    from cadenza.instruments.listeners.beat import BeatTracker
+
+    x, ref = accented120
+    result = harness.run(BeatTracker("beat"), x, SR)
+    bar_phase = result.controls["bar_phase"]
+    bars = ref[::4]
+    for t in bars[(bars > 10.0) & (bars < 22.0)]:
+        mid_bar = int((t + 1.25) * SR)  # two and a half beats after the downbeat
+        assert bar_phase[mid_bar] == pytest.approx(0.625, abs=0.02)
+        just_before = int((t - 0.02) * SR)
+        assert bar_phase[just_before] > 0.97
+    assert bar_phase.min() >= 0.0 and bar_phase.max() < 1.0
+    silent = harness.run(BeatTracker("beat"), np.zeros(5 * SR, np.float32), SR)
+    assert np.all(silent.controls["bar_phase"] == 0.0)
+
+
+def test_a_fixed_bar_length_is_kept(accented120):
+    x, _ = accented120
+    result = track(x, SR, beats_per_bar=2)
+    assert len(result.downbeats) > 10 and np.all(result.beats_per_bar == 2)
+    with pytest.raises(ValueError, match="beats_per_bar"):
+        track(x[:SR], SR, beats_per_bar=1)
+
+
+def test_same_audio_same_beats(accented120):
+    x = accented120[0] + 0.01 * np.random.default_rng(3).standard_normal(accented120[0].shape).astype(np.float32)
     a, b = track(x, SR), track(x, SR)
     assert np.array_equal(a.beats, b.beats) and np.array_equal(a.predicted, b.predicted)
+    assert len(a.downbeats) > 5 and np.array_equal(a.downbeats, b.downbeats)
     assert np.array_equal(a.bpm, b.bpm)
+
+
+def test_downbeats_go_out_over_osc():
+    import socket
+
+    from pythonosc.osc_message import OscMessage
+
+    from cadenza.engine.control.osc import OscOut
+    from cadenza.engine.events import make_events
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(1.0)
+    out = OscOut([sock.getsockname()])
+    ev = make_events(1)
+    ev[0] = (200, Kind.DOWNBEAT, 3, 0, 12, 0, 4.0)
+    for data in out.messages(ev[0], "beat"):
+        out.send(data)
+    got = dict((m.address, list(m.params)) for m in (OscMessage(sock.recv(65536)) for _ in range(2)))
+    out.close()
+    sock.close()
+    assert got == {"/cadenza/out/beat/downbeat": [12, 4], "/cadenza/downbeat": [12]}
 
 
 PATCH = """
@@ -96,10 +175,10 @@ input = "adc"
 """
 
 
-def test_file_tool_and_engine_agree_exactly(tmp_path, capsys, clicks120):
+def test_file_tool_and_engine_agree_exactly(tmp_path, capsys, accented120):
     from cadenza.engine.audio_io import write_wav
 
-    x, _ = clicks120
+    x, _ = accented120
     wav = tmp_path / "clicks.wav"
     write_wav(wav, x[None, :], SR)
     assert cadenza(["beats", str(wav), "--json"]) == 0
@@ -120,6 +199,10 @@ def test_file_tool_and_engine_agree_exactly(tmp_path, capsys, clicks120):
     assert np.round(beats, 4).tolist() == printed["beats_s"]
     pred = events[events["kind"] == Kind.BEAT_PREDICTION]
     assert np.round(pred["time"] / SR + pred["value"], 4).tolist() == printed["predicted_s"]
+    down = events[events["kind"] == Kind.DOWNBEAT]
+    assert len(down) > 5
+    assert np.round(down["time"] / SR, 4).tolist() == printed["downbeats_s"]
+    assert down["value"].astype(int).tolist() == printed["beats_per_bar"]
 
 
 def test_beats_tool_rejects_a_missing_file(tmp_path, capsys):

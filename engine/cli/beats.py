@@ -3,7 +3,8 @@
 The file is fed block by block through the same :class:`BeatTracker` object
 and the same per-block code that runs live; the beat times printed are the
 samples at which the events were emitted, and the predicted beats are those
-announced ``lead`` seconds before (each at least one block ahead).
+announced ``lead`` seconds before (each at least one block ahead); the
+downbeats are the beats the tracker marked as the first of a bar.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class BeatTrack:
 
     beats: np.ndarray  # emitted beat times
     beat_bpm: np.ndarray  # tempo carried by each beat event
+    downbeats: np.ndarray  # emitted downbeat times (each also a beat)
+    beats_per_bar: np.ndarray  # bar length carried by each downbeat event, beats
     predicted: np.ndarray  # predicted beat times (prediction event time + its value)
     issued: np.ndarray  # when each prediction was issued
     bpm: np.ndarray  # per-block tempo (last frame of each block)
@@ -47,9 +50,11 @@ def track(audio: np.ndarray, sample_rate: int, block: int = 128, **options) -> B
     conf = result.controls["confidence"][block - 1::block]
     ev = result.events
     is_beat = ev["kind"] == Kind.BEAT
+    is_down = ev["kind"] == Kind.DOWNBEAT
     is_pred = ev["kind"] == Kind.BEAT_PREDICTION
     t = ev["time"] / sample_rate
     return BeatTrack(beats=t[is_beat], beat_bpm=ev["value"][is_beat].astype(np.float64),
+                     downbeats=t[is_down], beats_per_bar=ev["value"][is_down].astype(np.int64),
                      predicted=t[is_pred] + ev["value"][is_pred], issued=t[is_pred],
                      bpm=bpm, confidence=conf)
 
@@ -76,6 +81,8 @@ def run(args) -> int:
             "file": str(args.file), "sample_rate": sr, "block": args.block,
             "tempo_bpm": round(result.tempo(), 2),
             "beats_s": [round(float(t), 4) for t in result.beats],
+            "downbeats_s": [round(float(t), 4) for t in result.downbeats],
+            "beats_per_bar": [int(m) for m in result.beats_per_bar],
             "predicted_s": [round(float(t), 4) for t in result.predicted],
             "predicted_issued_s": [round(float(t), 4) for t in result.issued],
         }))
@@ -84,6 +91,9 @@ def run(args) -> int:
           f"(streaming, {args.block}-frame blocks at {sr} Hz)")
     print("# beats as emitted (s)")
     for t in result.beats:
+        print(f"{t:.4f}")
+    print("# downbeats (s): the beats that start a bar")
+    for t in result.downbeats:
         print(f"{t:.4f}")
     print("# predicted beats (s), issued at least one block ahead")
     for t in result.predicted:

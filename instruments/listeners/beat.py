@@ -11,18 +11,26 @@ block publishes
 - ``next_beat_s``: seconds from this block's first frame to the next
   predicted beat (so it is known a block or more before the beat); 0 while
   the tracker is not confident (silence);
+- ``bar_phase``: position inside the bar, 0 at the downbeat, rising to 1;
+  0 until the bar is known and while the tracker is not confident;
 
 and emits ``Kind.BEAT`` events (value = bpm, a = beat index) at the sample
 where the tracker places the beat — the predicted sample when it is locked,
 else the sample where it decides — plus one ``Kind.BEAT_PREDICTION`` per beat,
-``lead`` seconds ahead (value = seconds from the event to the predicted beat).
+``lead`` seconds ahead (value = seconds from the event to the predicted beat),
+and a ``Kind.DOWNBEAT`` (a = bar number, value = beats per bar) at the sample
+of each beat that starts a bar. The bar is inferred causally from the accents
+of past beats (:mod:`cadenza.instruments.listeners.bar_kernels`): its length
+is ``beats_per_bar``, or, when that is 0, whichever of 2, 3 or 4 beats the
+accents show most clearly (6/8 and 12/8 count in dotted quarters: 2 and 4).
 
 The beat activation is, by default, the geometric mean of a log-filtered
 spectral-flux ratio and a tiny causal onset GRU (models/beat, run as a numba
 port); either may be used alone (``activation``). The onset novelty, the
 network step are in :mod:`cadenza.engine.dsp.onset` (shared with the
 network's trainer), the bar-pointer forward pass in
-:mod:`cadenza.instruments.listeners.beat_kernels`. Zero lookahead; deterministic.
+:mod:`cadenza.instruments.listeners.beat_kernels`, the downbeat inference in
+:mod:`cadenza.instruments.listeners.bar_kernels`. Zero lookahead; deterministic.
 The same object runs over a file in :mod:`cadenza.engine.cli.beats`.
 """
 
@@ -37,9 +45,10 @@ from cadenza.engine.events import Kind
 from cadenza.engine.dsp import onset
 from cadenza.engine.dsp.onset import N_GROUPS, OnsetFrontEnd
 from cadenza.engine.node import Context, Node, NodeIO, Option
-from cadenza.instruments.listeners import beat_kernels as bk
+from cadenza.instruments.listeners import bar_kernels, beat_kernels as bk
 
-MAX_EVENTS = 16  # per block: a few beats and predictions at most
+MAX_EVENTS = 16  # per block: a few beats, downbeats and predictions at most
+KINDS = {int(k): k for k in (Kind.BEAT, Kind.BEAT_PREDICTION, Kind.DOWNBEAT)}  # kernel's number → Kind
 NET_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "beat" / "onset_gru.pt"
 
 
@@ -100,18 +109,24 @@ class BeatTracker(Node):
         "conf_min": Option(float, default=0.3, lo=0.0, hi=1.0, doc="confidence below which no beats are emitted"),
         "lead": Option(float, default=0.1, lo=0.0, hi=2.0,
                        doc="how long before a predicted beat its prediction event is sent, s"),
+        "beats_per_bar": Option(int, default=0, lo=0, hi=bar_kernels.MAX_M,
+                                doc="beats in a bar (6/8: 2, 12/8: 4, counted in dotted quarters); "
+                                    "0 infers 2, 3 or 4 from the accents"),
     }
     CONTROLS = {
         "bpm": "tempo, beats per minute",
         "phase": "position in the beat, 0 at the beat .. 1",
         "confidence": "0..1 belief in the beat phase (0 when silent)",
         "next_beat_s": "seconds from the block start to the next predicted beat",
+        "bar_phase": "position in the bar, 0 at the downbeat .. 1 (0 until the bar is known)",
     }
 
     def __init__(self, node_id: str, **options):
         super().__init__(node_id, **options)
         if self.options["min_bpm"] >= self.options["max_bpm"]:
             raise ValueError(f"node.{node_id}: min_bpm must be below max_bpm")
+        if self.options["beats_per_bar"] == 1:
+            raise ValueError(f"node.{node_id}: beats_per_bar: found 1, allowed 0 (infer) or 2..{bar_kernels.MAX_M}")
         self.inputs = {"in": 1}
         self.controls = dict(self.CONTROLS)
 
@@ -166,6 +181,10 @@ class BeatTracker(Node):
         self.ev_a = np.zeros(MAX_EVENTS, np.int64)
         self.ev_val = np.zeros(MAX_EVENTS, np.float64)
         self.act_log = np.zeros(0, np.float64)
+        centre_hz = (f.b_start + f.b_len / 2) * sr / win
+        self.low_band = (centre_hz < onset.LOW_HZ).astype(np.float64)
+        (self.bar, self.bar_hist, self.bar_pend, self.bar_acc, self.bar_accw,
+         self.body_a, self.body_b) = bar_kernels.new_state(int(self.tau.max()), f.cur.shape[0])
         self.reset()
         # compile (or load from cache) on a cleared state; open() resets again after
         scratch = {k: np.zeros(ctx.block, np.float32) for k in self.CONTROLS}
@@ -178,6 +197,7 @@ class BeatTracker(Node):
         self.ring[:] = 0.0
         self.front.prev[:] = 0.0
         self.h[:] = 0.0
+        bar_kernels.bar_reset(self.bar, self.bar_hist, self.bar_pend, self.bar_acc, self.bar_accw)
         bk.reset_alpha(self.alpha, self.tau, self.off, self.prior)
 
     def log_activations(self, frames: int) -> None:
@@ -192,11 +212,12 @@ class BeatTracker(Node):
             self.net["b_hh"], self.net["w_out"], self.net["b_out"], self.h, self.gates_i, self.gates_h, self.alpha, self.tmp, self.ends, self.hist, self.tau, self.off,
             self.trans, self.t_lo, self.t_hi, self.prior, self.obs_w, self.options["lambda_o"], self.state_tempo, self.state_bin,
             out["bpm"], out["phase"], out["confidence"], out["next_beat_s"],
-            self.ev_off, self.ev_kind, self.ev_a, self.ev_val, self.act_log)
+            self.ev_off, self.ev_kind, self.ev_a, self.ev_val, self.act_log,
+            self.low_band, self.bar, self.bar_hist, self.bar_pend, self.bar_acc, self.bar_accw, self.body_a,
+            self.body_b, self.options["beats_per_bar"], out["bar_phase"])
 
     def process(self, io: NodeIO) -> None:
         x = io.inputs["in"][0]
         n = self._run(x, io.block_start, io.published)
         for k in range(n):
-            kind = Kind.BEAT if self.ev_kind[k] == bk.EV_BEAT else Kind.BEAT_PREDICTION
-            io.emit(int(self.ev_off[k]), kind, 0, int(self.ev_a[k]), 0, float(self.ev_val[k]))
+            io.emit(int(self.ev_off[k]), KINDS[self.ev_kind[k]], 0, int(self.ev_a[k]), 0, float(self.ev_val[k]))

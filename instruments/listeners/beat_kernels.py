@@ -32,6 +32,7 @@ from numba import njit
 
 from cadenza.engine.dsp.onset import group_bands, gru_step, novelty
 from cadenza.engine.events import Kind
+from cadenza.instruments.listeners.bar_kernels import B_M, bar_frame, bar_on_beat, bar_score, fill_bar_phase
 
 # indices into the float64 config array ``cfg``
 C_SR, C_HOP, C_WIN, C_DELAY, C_KAPPA, C_MU_COEF, C_LEVEL_COEF, C_GATE_DB, \
@@ -46,6 +47,7 @@ N_ST = 14
 # event kinds written to the kernel's event buffer
 EV_BEAT = Kind.BEAT
 EV_PREDICTION = Kind.BEAT_PREDICTION
+EV_DOWNBEAT = Kind.DOWNBEAT
 
 
 # --------------------------------------------------------------------------- state space
@@ -204,11 +206,26 @@ def _emit(ev_off, ev_kind, ev_a, ev_val, n_ev, offset, kind, a, value):
 
 
 @njit(nogil=True, cache=True)
+def _emit_beat(ev_off, ev_kind, ev_a, ev_val, n_ev, offset, t_beat, st, bar, pend):
+    """Emit the beat at audio sample ``t_beat`` (at ``offset`` in the block) and, when the bar
+    inference places it on a downbeat, a DOWNBEAT at the same offset; count it."""
+    index = int(st[S_BEATS])
+    n_ev = _emit(ev_off, ev_kind, ev_a, ev_val, n_ev, offset, EV_BEAT, index % 32768, st[S_BPM])
+    bar_no = bar_on_beat(bar, pend, t_beat, index, st[S_PERIOD])
+    if bar_no >= 0:
+        n_ev = _emit(ev_off, ev_kind, ev_a, ev_val, n_ev, offset, EV_DOWNBEAT, bar_no % 32768, bar[B_M])
+    st[S_BEATS] += 1
+    st[S_LAST_BEAT] = t_beat
+    return n_ev
+
+
+@njit(nogil=True, cache=True)
 def beat_block(x, block_start, cfg, st, ring, window, frame, spec, mag,
                b_start, b_len, b_w, b_gain, cur, prev, bdiff, max_w,
                group, xin, w_ih, w_hh, b_ih, b_hh, w_out, b_out, h, gates_i, gates_h, alpha, tmp, ends, hist,
                tau, off, trans, t_lo, t_hi, prior, obs_w, lambda_o, state_tempo, state_bin,
-               bpm_out, phase_out, conf_out, next_out, ev_off, ev_kind, ev_a, ev_val, act_log):
+               bpm_out, phase_out, conf_out, next_out, ev_off, ev_kind, ev_a, ev_val, act_log,
+               low_band, bar, bar_hist, pend, bar_acc, bar_accw, body_a, body_b, beats_per_bar, bar_phase_out):
     """Track one block of mono audio ``x`` (frames,) starting at absolute sample ``block_start``.
 
     Fills the per-frame controls (bpm, phase 0..1, confidence 0..1, seconds
@@ -219,6 +236,13 @@ def beat_block(x, block_start, cfg, st, ring, window, frame, spec, mag,
     into third-octave groups (``group``, scratch ``xin``), or zero-size arrays for the
     flux formula. ``act_log``, where it has room, receives each frame's
     activation (for tests and plots).
+
+    Bar inference (:mod:`cadenza.instruments.listeners.bar_kernels`): each frame's low-band flux
+    (bands weighted by ``low_band``, 1 below ``onset.LOW_HZ``), flux and band magnitudes feed
+    its history ring; each beat may also emit a DOWNBEAT (a = bar number, value = beats per
+    bar) at its own offset; ``bar_phase_out`` receives the position in the bar, 0..1.
+    ``bar``, ``bar_hist``, ``pend``, ``bar_acc``, ``bar_accw``, ``body_a``, ``body_b``: its
+    state and scratch (:func:`bar_kernels.new_state`); ``beats_per_bar``: 0 to infer 2, 3 or 4.
     """
     n = x.shape[0]
     sr = cfg[C_SR]
@@ -242,10 +266,7 @@ def beat_block(x, block_start, cfg, st, ring, window, frame, spec, mag,
                 st[S_LAST_PRED] = pred
             t_beat = math.ceil(pred)
             if seg0 <= t_beat < seg1 and pred - st[S_LAST_BEAT] > 0.5 * period:
-                n_ev = _emit(ev_off, ev_kind, ev_a, ev_val, n_ev, t_beat - block_start, EV_BEAT,
-                             int(st[S_BEATS]) % 32768, st[S_BPM])
-                st[S_BEATS] += 1
-                st[S_LAST_BEAT] = pred
+                n_ev = _emit_beat(ev_off, ev_kind, ev_a, ev_val, n_ev, t_beat - block_start, pred, st, bar, pend)
         wpos = int(st[S_WPOS])
         level = st[S_LEVEL]
         for k in range(todo):
@@ -282,13 +303,18 @@ def beat_block(x, block_start, cfg, st, ring, window, frame, spec, mag,
         p_non = (1.0 - act) / (lambda_o - 1.0)
         if fr < act_log.shape[0]:
             act_log[fr] = act
+        low = 0.0
+        for b in range(bdiff.shape[0]):
+            low += bdiff[b] * low_band[b]
+        e = frame_end - cfg[C_DELAY]
+        bar_frame(bar, bar_hist, e, low, flux, cur)
+        bar_score(bar, bar_hist, pend, bar_acc, bar_accw, e, beats_per_bar, body_a, body_b)
         st[S_FRAMES] = fr + 1
         best = _forward(alpha, tmp, tau, off, trans, t_lo, t_hi, cfg[C_JUMP], prior, ends, obs_w, p_beat, p_non)
         j = state_tempo[best]
         p = best - off[j]
         ahead, beats_per_frame = _refine(alpha, tau, off, state_tempo, j, p)
         period = hop / beats_per_frame
-        e = frame_end - cfg[C_DELAY]
         st[S_PRED] = e + ahead * hop
         st[S_PERIOD] = period
         st[S_CONF] = _phase_confidence(alpha, state_bin, hist)
@@ -300,11 +326,9 @@ def beat_block(x, block_start, cfg, st, ring, window, frame, spec, mag,
         # a beat the state says fell a moment ago and that was not emitted yet: emit it now
         due = st[S_PRED] - period
         if active and frame_end - due <= cfg[C_LATE_TOL] * period and due - st[S_LAST_BEAT] > 0.5 * period:
-            n_ev = _emit(ev_off, ev_kind, ev_a, ev_val, n_ev, i - 1, EV_BEAT,
-                         int(st[S_BEATS]) % 32768, st[S_BPM])
-            st[S_BEATS] += 1
-            st[S_LAST_BEAT] = due
+            n_ev = _emit_beat(ev_off, ev_kind, ev_a, ev_val, n_ev, i - 1, due, st, bar, pend)
     _fill_controls(block_start, n, st, sr, bpm_out, phase_out, conf_out, next_out)
+    fill_bar_phase(bar, int(st[S_BEATS]), st[S_ACTIVE] > 0.0, phase_out, bar_phase_out)
     return n_ev
 
 
