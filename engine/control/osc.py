@@ -59,12 +59,14 @@ ADDRESSES_IN = [
 ADDRESSES_OUT = [
     ("/cadenza/pitch", "f f0_hz, i voiced, f loudness_db", "a pitch listener's report, one per hop it reports"),
     ("/cadenza/beat", "i beat, f bpm, f phase", "a beat listener's beat (phase 0: sent on the beat)"),
+    ("/cadenza/downbeat", "i bar", "a beat listener's downbeat, sent on the beat that starts bar `bar`"),
     ("/cadenza/chord", "s label", "a chord listener's new chord, as mir_eval writes it: C:maj, A:min, N"),
     ("/cadenza/key", "s label", "a chord listener's new key: C major, A minor"),
     ("/cadenza/out/<node>/note", "i note, i velocity, i channel",
      "a note a generator emits, or a voice plays when the patch lists it in [osc] report_notes "
      "(velocity 0 = off)"),
     ("/cadenza/out/<node>/beat", "i beat, f bpm", "a beat listener's beat"),
+    ("/cadenza/out/<node>/downbeat", "i bar, i beats_per_bar", "a beat listener's downbeat"),
     ("/cadenza/out/<node>/pitch", "f f0_hz, i voiced", "a pitch listener's report (rate-limited by [osc] pitch_rate_hz)"),
     ("/cadenza/out/engine/tempo", "f bpm", "the engine's tempo, when it changes (/cadenza/tempo, "
                                            "[clock] follow) by 0.01 bpm or more"),
@@ -364,9 +366,10 @@ class OscOut:
     def messages(self, ev, node_name: str) -> list[bytes]:
         """The OSC datagrams for one outbound event (none when rate-limited away).
 
-        Besides ``/cadenza/out/<node>/<kind>``, a beat also goes out as ``/cadenza/beat``, a
-        pitch report (PITCH then LOUDNESS at the same sample) as one ``/cadenza/pitch``, and a
-        chord or key change as ``/cadenza/chord`` / ``/cadenza/key`` with its label.
+        Besides ``/cadenza/out/<node>/<kind>``, a beat also goes out as ``/cadenza/beat`` (a
+        downbeat as ``/cadenza/downbeat``), a pitch report (PITCH then LOUDNESS at the same
+        sample) as one ``/cadenza/pitch``, and a chord or key change as ``/cadenza/chord`` /
+        ``/cadenza/key`` with its label.
         """
         kind = int(ev["kind"])
         base = f"{PREFIX}/out/{node_name}/"
@@ -376,6 +379,8 @@ class OscOut:
             return [build_message(base + "note", [a, b if kind != Kind.NOTE_OFF else 0, ch])]
         if kind == Kind.BEAT:
             return [build_message(base + "beat", [a, value]), build_message(PREFIX + "/beat", [a, value, 0.0])]
+        if kind == Kind.DOWNBEAT:
+            return [build_message(base + "downbeat", [a, int(value)]), build_message(PREFIX + "/downbeat", [a])]
         if kind == Kind.PITCH:
             if self.pitch_interval_s:
                 now = time.monotonic()
