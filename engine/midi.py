@@ -47,6 +47,18 @@ class MidiMap:
         self.cc = {int(cc): graph.param_target(dest) for cc, dest in midi_table["cc"].items()}
         self.thru = midi_table["thru"]
         self.ignored = 0
+        # the last CC number and program seen on a listened channel, and how many came: a control
+        # thread (MIDI learn, patch switching) polls these; the audio thread only stores small ints
+        self.last_cc = -1
+        self.ccs_seen = 0
+        self.last_program = -1
+        self.programs_seen = 0
+
+    def with_cc(self, cc: int, target: tuple[int, int, float, float]) -> None:
+        """Map CC ``cc`` to ``target`` (``graph.param_target``) from now on, from a control thread;
+        any other CC that moved the same param lets go of it. One reference store: the audio
+        thread sees the old table or the new one, never half of one."""
+        self.cc = {n: t for n, t in self.cc.items() if t[:2] != target[:2]} | {cc: target}
 
     def events(self, status: int, d1: int = 0, d2: int = 0):
         """Yield (kind, target, channel, a, b, value) for one channel message."""
@@ -70,12 +82,17 @@ class MidiMap:
                 yield (Kind.NOTE_ON if on else Kind.NOTE_OFF), self.notes_to, ch, d1, d2, 0.0
             return
         if kind == 0xB0:
+            self.last_cc = d1
+            self.ccs_seen += 1
             if d1 in self.cc:
                 node, param, lo, hi = self.cc[d1]
                 yield Kind.PARAM, node, ch, param, d2, lo + (hi - lo) * d2 / 127.0
             elif self.notes_to >= 0:
                 yield Kind.CC, self.notes_to, ch, d1, d2, d2 / 127.0
             return
+        if kind == 0xC0:
+            self.last_program = d1
+            self.programs_seen += 1
         if self.notes_to < 0:
             return
         if kind == 0xE0:

@@ -70,7 +70,13 @@ TABLES = {
                            doc="velocity of /cadenza/note and /cadenza/button: 0-127, or 0..1 (TouchDesigner)"),
         "report_notes": Option(list, default=[], doc="voices whose notes go out as /cadenza/out/<node>/note"),
     },
+    "set": {
+        "patches": Option(list, default=[], doc="patch names (no paths) a performance switches among, "
+                                                "in program-change order"),
+        "folder": Option(str, default="", doc="a folder of patches, relative to this file (instead of patches)"),
+    },
 }
+SET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a [set] entry: a patch name, never a path
 
 
 class PatchError(CadenzaError, ValueError):
@@ -157,7 +163,7 @@ def parse_patch(text: str, path: Path) -> Patch:
 
     for key in data:
         if key not in TABLES and key != "node":
-            where.fail(key, None, data[key], "one of [patch], [audio], [clock], [midi], [osc], [[node]]")
+            where.fail(key, None, data[key], "one of [patch], [audio], [clock], [midi], [osc], [set], [[node]]")
     tables = {}
     for table, schema in TABLES.items():
         raw = data.get(table, {})
@@ -187,6 +193,7 @@ def parse_patch(text: str, path: Path) -> Patch:
             where.fail("patch.output", None, out, "a node id: " + ", ".join(sorted(ids)))
     _check_routes(tables, ids, nodes, where)
     _check_osc(tables["osc"], where)
+    _check_set(tables["set"], where)
     for node_id in tables["osc"]["report_notes"]:
         if node_id not in ids:
             where.fail("osc.report_notes", None, node_id, "a node id: " + ", ".join(sorted(ids)))
@@ -239,6 +246,14 @@ def _check_routes(tables, ids, nodes, where) -> None:
     follow = tables["clock"]["follow"]
     if follow and follow not in ids:
         where.fail("clock.follow", None, follow, "a node id: " + ", ".join(sorted(ids)))
+
+
+def _check_set(table: dict, where: "_Locator") -> None:
+    if table["patches"] and table["folder"]:
+        where.fail("set.folder", None, table["folder"], "either [set] patches or [set] folder, not both")
+    for name in table["patches"]:
+        if not isinstance(name, str) or not SET_NAME.fullmatch(name) or name.endswith(".toml"):
+            where.fail("set.patches", None, name, "patch names of letters, digits, _ . - (no paths, no .toml)")
 
 
 def _check_takes(nodes, target: str, flag: str, what: str, key: str, index, where: "_Locator") -> None:

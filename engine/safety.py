@@ -86,5 +86,10 @@ class Safety(Node):
         self.state[-1] = 0.0
         return peak
 
+    def peek_peak(self) -> float:
+        """Peak output since the status line last took it (linear; at most 0.5 s while playing),
+        read without resetting it: the browser panel's meter."""
+        return float(self.state[-1])
+
     def reset(self) -> None:
         self.state[:-1] = 0.0

@@ -7,6 +7,7 @@ missing model) ends in one line on stderr and a non-zero exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 from pathlib import Path
@@ -83,13 +84,14 @@ def render(patch_name, out: Path, midi: Path | None = None, input_wav: Path | No
 def play(patch_name, backend: str | None, seconds: float | None, record: Path | None,
          script=None, status: bool = True, control=None, sample_rate: int | None = None,
          block: int | None = None, input_file: Path | None = None, loop: bool = False,
-         **live_options) -> Path | None:
+         ui_port: int | None = None, ui_host: str = "127.0.0.1", **live_options) -> Path | None:
     """Play a patch live. ``script(engine)`` may schedule events before the audio starts.
 
     ``control``: a ``ControlOptions`` for the OSC / MIDI layer (default: as the patch says).
     On JACK the engine runs at the server's rate and period unless told otherwise.
     ``input_file``: a sound file played as the audio input instead of the backend's (``loop``:
     again and again); played once, it ends the show when it ends unless ``seconds`` is given.
+    ``ui_port``: serve the browser panel there (0: any free port) on ``ui_host``; its URL is printed.
     """
     from cadenza.engine.audio_io import write_wav
     from cadenza.engine.backends import backend_class, pick_live_backend
@@ -125,9 +127,12 @@ def play(patch_name, backend: str | None, seconds: float | None, record: Path | 
             if status and layer.status:
                 log.console.status(layer.status)
 
+        panel = _panel(layer, ui_host, ui_port)
         handler = capture_logging(log)  # python-osc and friends go through the same rate limiter
         try:
-            with realtime_mode(), layer:
+            with realtime_mode(), layer, panel or contextlib.nullcontext():
+                if panel is not None:
+                    print(f"cadenza: panel at {panel.url}", file=sys.stderr, flush=True)
                 live.run(seconds, on_tick=tick)
         except KeyboardInterrupt:
             pass
@@ -145,6 +150,18 @@ def play(patch_name, backend: str | None, seconds: float | None, record: Path | 
         if live is not None:
             live.close()
         engine.close()
+
+
+def _panel(layer, host: str, port: int | None):
+    """The browser panel's server for ``layer`` (not started), or None without ``--ui``."""
+    if port is None:
+        return None
+    from cadenza.engine.ui.server import PanelServer, warn_if_open
+
+    warning = warn_if_open(host)
+    if warning:
+        print(warning, file=sys.stderr)
+    return PanelServer(layer, host, port)
 
 
 def cmd_patches(args) -> int:
@@ -181,8 +198,11 @@ def cmd_play(args) -> int:
     options = {"connect": args.connect} if args.connect else {}
     if args.device is not None:
         options["device"] = args.device
+    if args.ui_host is not None and args.ui is None:
+        raise UserError("--ui-host: found no --ui, allowed only with --ui [PORT]")
     play(args.patch, args.backend, args.seconds, args.record, status=not args.quiet, control=control,
-         sample_rate=args.rate, block=args.block, input_file=args.input, loop=args.loop, **options)
+         sample_rate=args.rate, block=args.block, input_file=args.input, loop=args.loop,
+         ui_port=args.ui, ui_host=args.ui_host or "127.0.0.1", **options)
     return 0
 
 
@@ -202,6 +222,13 @@ def seconds(text: str, hi: float = 24 * 3600.0, zero: bool = False) -> float:
     if not (0.0 <= value if zero else 0.0 < value) or not value <= hi:  # also refuses nan
         raise argparse.ArgumentTypeError(f"found {text!r}, allowed {'0 <=' if zero else '0 <'} seconds <= {hi:g}")
     return value
+
+
+def tcp_port(text: str) -> int:
+    """An argparse type: a TCP port 0-65535 (0: any free one)."""
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"found {text!r}, allowed a port 0-65535")
+    return int(text)
 
 
 def tail_seconds(text: str) -> float:
@@ -256,6 +283,10 @@ def make_parser() -> argparse.ArgumentParser:
                         "the show ends when it does, unless --loop or --seconds")
     p.add_argument("--loop", action="store_true", help="with --input: play the file again and again")
     p.add_argument("--quiet", action="store_true", help="no live status line")
+    p.add_argument("--ui", nargs="?", const=8080, type=tcp_port, metavar="PORT",
+                   help="serve the browser panel (default port 8080; 0 = any free port) and print its URL")
+    p.add_argument("--ui-host", help="panel listen address (default 127.0.0.1; 0.0.0.0 opens it to the "
+                                     "network, with a warning)")
     p.set_defaults(func=cmd_play)
 
     p = sub.add_parser("demo", help="play a scripted performance through the default patch")

@@ -14,6 +14,11 @@ the interpreter when it needs it:
 - ``cadenza-reload``: builds a new patch's graph, then ``engine.swap`` (one
   reload at a time; a request that comes while one builds waits for it).
 
+Patch switching (``switch_patch``: ``/cadenza/patch``, the browser panel, and
+MIDI program change when the first patch has a ``[set]``) picks a patch by
+name or index from the run's :class:`PatchSet` and goes through the same
+reload path, crossfaded at a block boundary.
+
 No thread dies from one bad input: each loop turn and each request is caught,
 counted and named in one line.
 """
@@ -35,6 +40,7 @@ from cadenza.engine.control.midiclock import MidiClock
 from cadenza.engine.control.midiio import RtMidiInput, RtMidiOutput, pick_api
 from cadenza.engine.control.midiparse import event_bytes
 from cadenza.engine.control.osc import OscIn, OscOut, build_message
+from cadenza.engine.control.patchset import PatchSet
 from cadenza.engine.hostport import parse_hostport
 from cadenza.engine.events import OUTBOUND
 
@@ -104,6 +110,8 @@ class ControlLayer:
         self._reload_lock = threading.Lock()
         self.reloads_done = 0
         self.out_dropped = 0
+        self.patch_set = PatchSet(engine.patch)
+        self._programs = (engine.midi_map, engine.midi_map.programs_seen)  # program changes acted on
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -235,6 +243,27 @@ class ControlLayer:
         self.log.console.line(f"cadenza: reloaded {patch.path}")
         return True
 
+    def switch_patch(self, which: str | int) -> str:
+        """Reload into patch ``which`` (a name or 0-based index of ``patch_set``); returns its name.
+        PatchSetError (one line) for anything not in the list: nothing is read then."""
+        path = self.patch_set.resolve(which)
+        self.reload(str(path))
+        return path.stem
+
+    def _follow_program_change(self) -> None:
+        """A MIDI program change seen since the last look switches to that patch of the set."""
+        midi_map = self.engine.midi_map
+        seen_map, seen = self._programs
+        count = midi_map.programs_seen
+        if midi_map is seen_map and count == seen:
+            return
+        self._programs = (midi_map, count)
+        if self.patch_set.program_switches and count and midi_map.last_program >= 0:
+            try:
+                self.switch_patch(midi_map.last_program)
+            except ValueError as exc:
+                self.log.report("program", f"MIDI program change: {exc}")
+
     def send_status(self, addr) -> None:
         """Answer ``/cadenza/status`` to ``addr`` (OscIn picks it: the sender's IP, at the port it named)."""
         s = self.engine.stats
@@ -262,6 +291,7 @@ class ControlLayer:
                     clock_sample = now
                 for graph in engine.retired():
                     graph.close()
+                self._follow_program_change()
                 t = time.monotonic()
                 if t >= next_status:
                     next_status = t + STATUS_EVERY_S

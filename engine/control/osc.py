@@ -52,6 +52,9 @@ ADDRESSES_IN = [
     ("/cadenza/panic", "", "all notes off, tails cut, on every node"),
     ("/cadenza/reload", "[s patch]", "build the patch (default: the playing one) off the audio thread "
                                        "and swap it in at a block boundary; on error the old one plays on"),
+    ("/cadenza/patch", "s name | i index", "switch to a patch of the run's patch list (the first patch's "
+                                           "[set], else its folder) by name or 0-based index, through "
+                                           "the reload path; names only, never paths"),
     ("/cadenza/status", "[i port]", "reply /cadenza/status s line, f load, i xruns, i events_in, "
                                     "i events_out, i errors to the sender's IP at `port` (default: the "
                                     "sender's own port); at most 10 replies a second per sender IP"),
@@ -268,6 +271,8 @@ class OscIn:
             if args and not isinstance(args[0], str):
                 raise OscArgError(f"argument 1 (patch): found {args[0]!r}, allowed a path string")
             self.layer.reload(args[0] if args else None)
+        elif address == PREFIX + "/patch":
+            self._patch(args)
         elif address == PREFIX + "/status":
             self._status(args, addr)
         else:
@@ -286,6 +291,18 @@ class OscIn:
             return int(round(raw))
         unit = _number(args, i, "velocity", 0.0, 1.0)
         return 0 if unit == 0 else max(1, round(unit * 127))
+
+    def _patch(self, args: list) -> None:
+        """/cadenza/patch s name | i index: switch within the patch list (PatchSetError is one line)."""
+        which = args[0] if args else None
+        if isinstance(which, float) and which.is_integer():
+            which = int(which)
+        if isinstance(which, bool) or not isinstance(which, (str, int)):
+            raise OscArgError(f"argument 1 (patch): found {which!r}, allowed a patch name or an index")
+        try:
+            self.layer.switch_patch(which)
+        except ValueError as exc:
+            raise OscArgError(str(exc)) from None
 
     def _status(self, args: list, addr) -> None:
         """Answer /cadenza/status to the sender's IP, at the port it names or its own."""
