@@ -2,16 +2,22 @@
 
     python -m bench.beat [--quick] [--tune]
 
-The test set (see :mod:`bench.beat_data`): 24 held-out 30 s clips rendered
-with FluidSynth — steady, abrupt tempo change, rubato, no drums, syncopated
-and 10 dB SNR noise, in 4/4, 3/4 and 6/8, 60–180 BPM. ``--tune`` searches the
-tracker's options on the 24 clips of the tune split (other pieces, other drum
+The test set (see :mod:`cadenza.models.beat.data`): 36 held-out 30 s clips
+rendered with FluidSynth — steady, abrupt tempo change, rubato, no drums,
+syncopated, 10 dB SNR noise, jazz swing, sixteenth-note funk and tempo curves,
+in 4/4, 3/4, 6/8 and 12/8 (beats at the dotted quarter), 60–180 BPM. Every
+tracker runs on every clip. ``--quick``: two clips of each kind. ``--tune``
+searches the tracker's options on the tune split (other pieces, other drum
 patterns) and never reads the held-out split.
 
 Per tracker: mir_eval F-measure, CMLt, AMLt (mir_eval's default: the first
-5 s are not scored), F in the 8 s after each abrupt change, the time to the
-first correct beat (first of four consecutive beats within ±70 ms), the error
-of predicted beats (causal trackers that predict), real-time factor on one core.
+5 s are not scored), downbeat F (the same F-measure on downbeats, for trackers
+that give them), F in the 8 s after each abrupt change, the time to the first
+correct beat (first of four consecutive beats within ±70 ms), the error of
+predicted beats (causal trackers that predict: each predicted beat issued after
+5 s against the nearest true beat, per clip kind), real-time factor on one core.
+Writes bench/results/beat.json, beat.png beside it (F per clip; predicted-beat
+errors per kind) and prints markdown tables.
 
 ``cadenza`` is the node at its defaults (``activation = "mix"``: the geometric
 mean of the flux activation and the onset network of models/beat);
@@ -35,11 +41,13 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from cadenza.models.beat.data import SAMPLE_RATE, Clip, load_clips  # noqa: E402
+from cadenza.models.beat.data import SAMPLE_RATE, Clip, ClipSpec, clip_specs, load_clips  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "beat.json"
-KINDS = ("steady", "change", "rubato", "no_drums", "syncopated", "noise")
-QUICK_CLIPS = 12  # two of each kind
+PLOT = RESULTS.with_suffix(".png")
+KINDS = ("steady", "change", "rubato", "no_drums", "syncopated", "noise", "swing", "funk", "curve")
+METERS = ("4/4", "3/4", "6/8", "12/8")
+QUICK_CLIPS = 2 * len(KINDS)  # two of each kind
 
 
 # ------------------------------------------------------------------ trackers
@@ -51,7 +59,8 @@ def run_cadenza(audio: np.ndarray, sr: int, **options) -> dict:
     t0 = time.perf_counter()
     result = track(audio, sr, 128, **options)
     elapsed = time.perf_counter() - t0
-    return {"beats": result.beats, "predicted": result.predicted, "issued": result.issued, "elapsed": elapsed}
+    return {"beats": result.beats, "downbeats": result.downbeats, "predicted": result.predicted,
+            "issued": result.issued, "elapsed": elapsed}
 
 
 def run_cadenza_flux(audio: np.ndarray, sr: int) -> dict:
@@ -136,6 +145,9 @@ def score_clip(clip: Clip, out: dict) -> dict:
     row = {"f": scores["F-measure"], "cmlt": scores["Correct Metric Level Total"],
            "amlt": scores["Any Metric Level Total"], "first_correct_s": first_correct(est, ref),
            "rtf": out["elapsed"] / (len(clip.audio) / SAMPLE_RATE)}
+    if "downbeats" in out:
+        ref_down = mir_eval.beat.trim_beats(clip.downbeats)
+        row["downbeat_f"] = mir_eval.beat.f_measure(ref_down, mir_eval.beat.trim_beats(np.sort(out["downbeats"])))
     if clip.change_s is not None:
         lo, hi = clip.change_s, clip.change_s + 8.0
         row["f_after_change"] = mir_eval.beat.f_measure(ref[(ref >= lo) & (ref < hi)], est[(est >= lo) & (est < hi)])
@@ -159,15 +171,24 @@ def summarise(rows: list[dict], clips: list[Clip]) -> dict:
     s["first_correct_median_s"] = float(np.median(first))
     s["first_correct_max_s"] = float(first.max()) if np.isfinite(first).all() else None
     s["first_correct_never"] = int((~np.isfinite(first)).sum())
+    down = [r["downbeat_f"] for r in rows if "downbeat_f" in r]
+    s["downbeat_f"] = float(np.mean(down)) if down else None
+    s["downbeat_min_f"] = float(np.min(down)) if down else None
     errs = np.abs(np.concatenate([r.get("pred_err_s", []) for r in rows])) if rows else np.zeros(0)
     if len(errs):
         s["pred_err_median_ms"] = float(np.median(errs) * 1e3)
         s["pred_err_p90_ms"] = float(np.percentile(errs, 90) * 1e3)
         s["pred_min_lead_ms"] = float(min(r["pred_lead_s"] for r in rows if "pred_lead_s" in r) * 1e3)
+        s["pred_err_per_kind_ms"] = {}
+        for k in KINDS:
+            e = np.abs(np.concatenate([r.get("pred_err_s", []) for r, c in zip(rows, clips) if c.spec.kind == k]
+                                      or [np.zeros(0)]))
+            if len(e):
+                s["pred_err_per_kind_ms"][k] = [float(np.median(e) * 1e3), float(np.percentile(e, 90) * 1e3)]
     s["per_kind_f"] = {k: float(np.mean([r["f"] for r, c in zip(rows, clips) if c.spec.kind == k]))
                        for k in KINDS if any(c.spec.kind == k for c in clips)}
     s["per_meter_f"] = {m: float(np.mean([r["f"] for r, c in zip(rows, clips) if c.spec.meter == m]))
-                        for m in ("4/4", "3/4", "6/8") if any(c.spec.meter == m for c in clips)}
+                        for m in METERS if any(c.spec.meter == m for c in clips)}
     return s
 
 
@@ -231,19 +252,20 @@ def table(summary: dict, unavailable: dict) -> str:
     def fmt(v, spec=".3f"):
         return "–" if v is None else format(v, spec)
 
-    lines = ["| tracker | causal | mean F | min F | CMLt | AMLt | F after change | first correct (median / max s) "
-             "| pred. err median / p90 (ms) | RTF |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| tracker | causal | mean F | min F | CMLt | AMLt | downbeat F (mean / min) | F after change "
+             "| first correct (median / max s) | pred. err median / p90 (ms) | RTF |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in summary.items():
         pred = (f"{s['pred_err_median_ms']:.1f} / {s['pred_err_p90_ms']:.1f}" if "pred_err_median_ms" in s else "–")
         first = f"{s['first_correct_median_s']:.2f} / {fmt(s['first_correct_max_s'], '.2f')}"
         if s["first_correct_never"]:
             first += f" ({s['first_correct_never']} never)"
+        down = f"{fmt(s['downbeat_f'])} / {fmt(s['downbeat_min_f'])}" if s["downbeat_f"] is not None else "–"
         lines.append(f"| {name} | {'yes' if CAUSAL[name] else 'no (reference)'} | {s['mean_f']:.3f} | "
-                     f"{s['min_f']:.3f} | {s['cmlt']:.3f} | {s['amlt']:.3f} | {fmt(s['f_after_change'])} | "
+                     f"{s['min_f']:.3f} | {s['cmlt']:.3f} | {s['amlt']:.3f} | {down} | {fmt(s['f_after_change'])} | "
                      f"{first} | {pred} | {s['rtf']:.4f} |")
     for name, why in unavailable.items():
-        lines.append(f"| {name} | yes | not run: {why} |||||||||")
+        lines.append(f"| {name} | yes | not run: {why} ||||||||||")
     kinds = list(next(iter(summary.values()))["per_kind_f"])
     meters = list(next(iter(summary.values()))["per_meter_f"])
     lines += ["", "Mean F per clip kind and meter:", "", "| tracker | " + " | ".join(kinds + meters) + " |",
@@ -251,17 +273,59 @@ def table(summary: dict, unavailable: dict) -> str:
     for name, s in summary.items():
         lines.append(f"| {name} | " + " | ".join(f"{s['per_kind_f'][k]:.3f}" for k in kinds) + " | "
                      + " | ".join(f"{s['per_meter_f'][m]:.3f}" for m in meters) + " |")
+    predicting = {name: s["pred_err_per_kind_ms"] for name, s in summary.items() if "pred_err_per_kind_ms" in s}
+    if predicting:
+        lines += ["", "Predicted-beat error per clip kind, median / p90 (ms):", "",
+                  "| tracker | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+        for name, per_kind in predicting.items():
+            lines.append(f"| {name} | " + " | ".join(
+                f"{per_kind[k][0]:.1f} / {per_kind[k][1]:.1f}" if k in per_kind else "–" for k in kinds) + " |")
     return "\n".join(lines)
 
 
-def quick_subset(clips: list[Clip]) -> list[Clip]:
-    """Two clips of each kind, of two different meters (so 6/8 is always in)."""
+def plot(per_clip: dict, clips: list[Clip], summary: dict, path: Path) -> None:
+    """Beat F of every tracker on every clip, and the predicted-beat error distribution per kind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(14, 9))
+    x = np.arange(len(clips))
+    for k, (name, rows) in enumerate(per_clip.items()):
+        top.plot(x + (k - len(per_clip) / 2) * 0.08, [r["f"] for r in rows], "o", ms=4, label=name)
+    top.set_xticks(x, [c.spec.name.split("-", 2)[2] for c in clips], rotation=90, fontsize=7)
+    top.set_ylabel("beat F (mir_eval)")
+    top.set_ylim(0, 1.02)
+    top.legend(ncol=len(per_clip), fontsize=8, loc="lower left")
+    top.grid(alpha=0.3)
+    kinds = [k for k in KINDS if any(c.spec.kind == k for c in clips)]
+    for k, name in enumerate(n for n in per_clip if "pred_err_per_kind_ms" in summary[n]):
+        errs = [np.abs(np.concatenate([r.get("pred_err_s", []) for r, c in zip(per_clip[name], clips)
+                                       if c.spec.kind == kind] or [np.zeros(0)])) * 1e3 for kind in kinds]
+        pos = np.arange(len(kinds)) + 0.25 * k
+        bottom.boxplot([e if len(e) else [np.nan] for e in errs], positions=pos, widths=0.2, showfliers=False,
+                       patch_artist=True, boxprops={"facecolor": f"C{k}", "alpha": 0.5})
+        bottom.plot([], [], color=f"C{k}", lw=6, alpha=0.5, label=name)
+    bottom.axhline(10, color="k", lw=0.8, ls="--")
+    bottom.axhline(30, color="k", lw=0.8, ls=":")
+    bottom.set_xticks(np.arange(len(kinds)) + 0.25, kinds)
+    bottom.set_ylabel("|predicted − true beat| (ms)")
+    bottom.set_yscale("log")
+    bottom.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def quick_subset(specs: list[ClipSpec]) -> list[str]:
+    """Names of two clips of each kind, of two different meters where the kind has them (6/8 first)."""
     chosen = []
     for kind in KINDS:
-        of_kind = [c for c in clips if c.spec.kind == kind]
-        first = next((c for c in of_kind if c.spec.meter == "6/8"), of_kind[0])
-        other = next(c for c in of_kind if c.spec.meter != first.spec.meter)
-        chosen += [first, other]
+        of_kind = [c for c in specs if c.kind == kind]
+        first = next((c for c in of_kind if c.meter == "6/8"), of_kind[0])
+        other = next((c for c in of_kind if c.meter != first.meter), of_kind[1])
+        chosen += [first.name, other.name]
     return chosen
 
 
@@ -287,9 +351,7 @@ def main(argv=None) -> int:
         result = tune(load_clips("tune"))
         print(json.dumps(result, indent=1))
         return 0
-    clips = load_clips("test")
-    if args.quick:
-        clips = quick_subset(clips)
+    clips = load_clips("test", quick_subset(clip_specs("test")) if args.quick else None)
     run_cadenza(clips[0].audio[:SAMPLE_RATE], SAMPLE_RATE)  # compile / load the numba cache first
     trackers = {"cadenza": run_cadenza, "cadenza-flux": run_cadenza_flux, "cadenza-net": run_cadenza_net,
                 "aubio": run_aubio,
@@ -308,7 +370,9 @@ def main(argv=None) -> int:
                      for name, rows in per_clip.items()},
     }
     RESULTS.write_text(json.dumps(_finite(result), indent=1))
+    plot(per_clip, clips, summary, PLOT)
     print(table(summary, unavailable))
+    print(f"\nwrote {RESULTS} and {PLOT}")
     return 0
 
 

@@ -2,12 +2,17 @@
 
 Music comes from music21's corpus (Bach chorales in 4/4 and 3/4; folk tunes
 in 3/4 and 6/8 from the Essen and O'Neill collections, given a generated
-oom-pah accompaniment) and from drum patterns generated here (straight and
-syncopated families, many seeded variants). A tempo map turns score time
-(quarter notes) into seconds: steady, an abrupt change at the first bar after
-15 s, or gradual rubato (±12 % over 24 beats). Note onsets are humanised
-(5 ms jitter); the ground-truth beats are the tempo map's beat times — the
-quarter note in 4/4 and 3/4, the dotted quarter in 6/8 — before jitter.
+oom-pah accompaniment; 12/8 clips play the 6/8 tunes two bars to a bar) and
+from drum patterns generated here (straight, syncopated, jazz swing and
+sixteenth-note funk families, many seeded variants). A tempo map turns score
+time (quarter notes) into seconds: steady, an abrupt change at the first bar
+after 15 s, gradual rubato (±12 % over 24 beats), or a tempo curve (a steady
+accelerando or ritardando of up to 25 % over the clip). Swing delays every
+second eighth (swing clips, ratio 0.58–0.70 of the beat) or every second
+sixteenth (funk clips, 0.50–0.58 of the eighth), notes and drums alike.
+Note onsets are humanised (5 ms jitter); the ground-truth beats are the tempo
+map's beat times — the quarter note in 4/4 and 3/4, the dotted quarter in 6/8
+and 12/8 — before jitter, and the downbeats every bar's first beat.
 
 Two disjoint splits: ``tune`` and ``test``. Pieces and drum-pattern seeds
 never cross the split. Clips are cached as WAV + JSON under ``data/beat/``
@@ -29,11 +34,17 @@ CACHE = ROOT / "data" / "beat"
 SF2 = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 SAMPLE_RATE = 44100
 DURATION = 30.0
-BEAT_QL = {"4/4": 1.0, "3/4": 1.0, "6/8": 1.5}  # the tapped beat, in quarter notes
-BAR_QL = {"4/4": 4.0, "3/4": 3.0, "6/8": 3.0}
+BEAT_QL = {"4/4": 1.0, "3/4": 1.0, "6/8": 1.5, "12/8": 1.5}  # the tapped beat, in quarter notes
+BAR_QL = {"4/4": 4.0, "3/4": 3.0, "6/8": 3.0, "12/8": 6.0}
+SCORE_METER = {"12/8": "6/8"}  # meters played from pieces written in another
 DRUM_CH = 9
-KICK, SNARE, HAT, OPEN_HAT, CRASH = 36, 38, 42, 46, 49
+KICK, SNARE, HAT, OPEN_HAT, CRASH, PEDAL_HAT, RIDE = 36, 38, 42, 46, 49, 44, 51
 VERSION = 2  # of the generator: cached clips of another version are rendered again
+
+
+def bar_beats(meter: str) -> int:
+    """Beats (the tapped level) in one bar of ``meter``."""
+    return int(round(BAR_QL[meter] / BEAT_QL[meter]))
 
 
 @dataclass
@@ -42,7 +53,7 @@ class ClipSpec:
 
     name: str
     split: str
-    kind: str  # steady | change | rubato | no_drums | syncopated | noise
+    kind: str  # steady | change | rubato | no_drums | syncopated | noise | swing | funk | curve
     meter: str
     bpm: float
     piece: str  # corpus path[#number]
@@ -52,6 +63,9 @@ class ClipSpec:
     melody_program: int = 0
     accomp_program: int = 0
     seed: int = 0
+    swing: float = 0.0  # where the second half of each swing span starts, fraction of the span (0: straight)
+    swing_span_ql: float = 1.0  # the span swung: a quarter (eighth-note swing) or an eighth (sixteenths)
+    curve: float = 0.0  # tempo at the end of a tempo-curve clip relative to its start, minus 1
 
 
 # ------------------------------------------------------------------ pieces
@@ -97,10 +111,11 @@ def _load_score(piece: str):
 
 
 def _score_notes(piece: str, meter: str):
-    """Notes (start ql, duration ql, midi, part) from the first full bar, and the loop length (ql)."""
+    """Notes (start ql, duration ql, midi, part) from the first full bar, and the loop length (ql):
+    whole bars of ``meter`` (a piece written in ``SCORE_METER[meter]`` loops in whole bars of ``meter``)."""
     score = _load_score(piece)
     parts = score.parts if hasattr(score, "parts") and len(score.parts) else [score]
-    bar = BAR_QL[meter]
+    bar = BAR_QL[SCORE_METER.get(meter, meter)]
     notes = []
     anchor = None
     for pi, part in enumerate(parts):
@@ -117,7 +132,7 @@ def _score_notes(piece: str, meter: str):
     anchor = anchor or 0.0
     notes = [(s - anchor, d, m, p) for s, d, m, p in notes if s >= anchor - 1e-6]
     end = max(s + d for s, d, _, _ in notes)
-    length = math.ceil(end / bar - 1e-6) * bar
+    length = math.ceil(end / BAR_QL[meter] - 1e-6) * BAR_QL[meter]
     key = score.analyze("key") if len(parts) == 1 else None
     return notes, length, len(parts), key
 
@@ -145,8 +160,9 @@ def _accompaniment(notes, length, meter, key):
             hits = [(0.0, [root]), (1.0, chord), (2.0, [root + 7]), (3.0, chord)]
         elif meter == "3/4":
             hits = [(0.0, [root]), (1.0, chord), (2.0, chord)]
-        else:
+        else:  # 6/8; 12/8 plays it twice
             hits = [(0.0, [root]), (0.5, chord), (1.0, chord), (1.5, [root + 7]), (2.0, chord), (2.5, chord)]
+            hits += [(3.0 + off, p) for off, p in hits] if meter == "12/8" else []
         for off, pitches in hits:
             for m in pitches:
                 out.append((t0 + off, 0.45, m, 1))
@@ -157,9 +173,30 @@ def _accompaniment(notes, length, meter, key):
 
 
 def drum_pattern(meter: str, family: str, seed: int):
-    """One bar of drums as (step, note, velocity) with steps of a 16th (4/4, 3/4) or an 8th (6/8)."""
+    """One bar of drums as (step, note, velocity) with steps of a 16th (4/4, 3/4) or an 8th (6/8, 12/8).
+
+    Families: straight, syncopated; in 4/4 also swing (a jazz ride pattern) and funk (sixteenths).
+    """
     rng = np.random.default_rng(seed)
     hits = []
+    if family == "swing":  # ride "spang-a-lang", hi-hat foot on 2 and 4, feathered kick, two comping snares
+        hits += [(s, RIDE, 85 if s % 8 == 0 else 72) for s in (0, 4, 6, 8, 12, 14)]
+        hits += [(s, PEDAL_HAT, 70) for s in (4, 12)] + [(s, KICK, 45) for s in (0, 4, 8, 12)]
+        hits += [(int(s), SNARE, 55) for s in rng.choice([2, 6, 7, 10, 14], size=2, replace=False)]
+        return 16, hits
+    if family == "funk":  # backbeat, sixteenth hats, kicks and ghost notes off the beat, an open hat
+        hits += [(0, KICK, 112), (4, SNARE, 105), (12, SNARE, 105)]
+        hits += [(s, HAT, 85 if s % 4 == 0 else 65 if s % 2 == 0 else 50) for s in range(16)]
+        hits += [(int(s), KICK, 95) for s in rng.choice([3, 6, 7, 10, 11, 14, 15], size=3, replace=False)]
+        hits += [(int(s), SNARE, 35) for s in rng.choice(range(1, 16, 2), size=3, replace=False)]
+        hits.append((int(rng.choice([2, 6, 10, 14])), OPEN_HAT, 80))
+        return 16, hits
+    if meter == "12/8":  # shuffle: kick on 1 and 3, snare on 2 and 4, every eighth on the hat
+        hits += [(0, KICK, 110), (6, KICK, 95), (3, SNARE, 100), (9, SNARE, 100)]
+        hits += [(s, HAT, 70 + 20 * (s % 3 == 0)) for s in range(12)]
+        if family == "syncopated":
+            hits += [(int(rng.choice([5, 8, 11])), KICK, 90), (int(rng.choice([1, 4, 7, 10])), SNARE, 45)]
+        return 12, hits
     if meter == "6/8":
         steps = 6
         hits += [(0, KICK, 110), (3, SNARE, 100)]
@@ -194,6 +231,16 @@ def drum_pattern(meter: str, family: str, seed: int):
 # ------------------------------------------------------------------ tempo map
 
 
+def swung(q: float, ratio: float, span: float) -> float:
+    """Score time ``q`` (ql) with the second half of every ``span`` ql moved to ``ratio`` of it
+    (0: straight); span boundaries, so the beats, stay where they are."""
+    if not ratio:
+        return q
+    k, f = divmod(q / span, 1.0)
+    f = f * 2 * ratio if f < 0.5 else ratio + (f - 0.5) * 2 * (1 - ratio)
+    return (k + f) * span
+
+
 class TempoMap:
     """Beat index (float) ↔ seconds for a tempo given per beat."""
 
@@ -207,6 +254,9 @@ class TempoMap:
         elif spec.kind == "rubato":
             phi = (spec.seed % 7) / 7 * 2 * np.pi
             bpm = spec.bpm * (1 + 0.12 * np.sin(2 * np.pi * b / 24 + phi))
+            self.change_s = None
+        elif spec.kind == "curve":
+            bpm = spec.bpm * (1 + spec.curve * np.clip(b / (DURATION * spec.bpm / 60), 0.0, 1.0))
             self.change_s = None
         else:
             bpm = np.full(b.shape, spec.bpm)
@@ -228,7 +278,10 @@ class TempoMap:
 
 
 def clip_specs(split: str) -> list[ClipSpec]:
-    """The 24 clips of a split: six kinds × meters, tempi 60–180 BPM; pieces and seeds per split.
+    """The 36 clips of a split: nine kinds × meters, tempi 60–180 BPM; pieces and seeds per split.
+
+    The first 24 rows (six kinds) are those of the generator's first version; swing, funk
+    and tempo-curve clips follow, so adding them left the earlier clips as they were.
 
     ``test`` is held out: its pieces (odd rows of the piece list) and drum seeds are
     used nowhere else. ``tune`` and ``train<k>`` (more clips for fitting a model)
@@ -252,7 +305,7 @@ def clip_specs(split: str) -> list[ClipSpec]:
         return half[meter][(used[meter] - 1) % len(half[meter])]
 
     def tempo(meter, lo=60, hi=180):
-        hi = min(hi, 125) if meter == "6/8" else hi
+        hi = min(hi, 125) if BEAT_QL[meter] == 1.5 else hi
         lo = max(lo, 70) if meter == "3/4" else lo
         return float(round(rng.uniform(lo, hi)))
 
@@ -270,6 +323,10 @@ def clip_specs(split: str) -> list[ClipSpec]:
         ("syncopated", "3/4", "syncopated"), ("syncopated", "6/8", "syncopated"),
         ("noise", "4/4", "straight"), ("noise", "3/4", "straight"), ("noise", "6/8", "straight"),
         ("noise", "4/4", ""),
+        ("swing", "4/4", "swing"), ("swing", "4/4", "swing"), ("swing", "12/8", "straight"), ("swing", "4/4", ""),
+        ("funk", "4/4", "funk"), ("funk", "4/4", "funk"), ("funk", "4/4", "funk"), ("funk", "12/8", "syncopated"),
+        ("curve", "4/4", "straight"), ("curve", "3/4", "straight"), ("curve", "6/8", "straight"),
+        ("curve", "12/8", "straight"),
     ]
     specs = []
     for i, (kind, meter, family) in enumerate(rows):
@@ -282,12 +339,19 @@ def clip_specs(split: str) -> list[ClipSpec]:
             if abs(bpm2 / bpm - 1) < 0.15:
                 bpm2 = float(round(bpm / ratio))
         no_drums = family == ""
-        specs.append(ClipSpec(
+        spec = ClipSpec(
             name=f"{split}-{i:02d}-{kind}-{meter.replace('/', '')}", split=split, kind=kind, meter=meter,
-            bpm=bpm, bpm2=bpm2, piece=piece(meter), pattern=f"{family}:{seed}" if family else "",
-            noise_snr_db=10.0 if kind == "noise" else 0.0,
+            bpm=bpm, bpm2=bpm2, piece=piece(SCORE_METER.get(meter, meter)),
+            pattern=f"{family}:{seed}" if family else "", noise_snr_db=10.0 if kind == "noise" else 0.0,
             melody_program=int(rng.choice([0, 48] if no_drums else melody)),
-            accomp_program=int(rng.choice([48, 0] if no_drums else accomp)), seed=seed))
+            accomp_program=int(rng.choice([48, 0] if no_drums else accomp)), seed=seed)
+        if kind == "swing" and meter == "4/4":
+            spec.swing = float(round(rng.uniform(0.58, 0.70), 3))
+        elif kind == "funk" and meter == "4/4":
+            spec.swing, spec.swing_span_ql = float(round(rng.uniform(0.50, 0.58), 3)), 0.5
+        elif kind == "curve":  # towards the middle of the tempo range, so it stays inside it
+            spec.curve = float(round(rng.uniform(0.15, 0.25), 3)) * (-1 if bpm > (115 if BEAT_QL[meter] == 1 else 95) else 1)
+        specs.append(spec)
     return specs
 
 
@@ -301,18 +365,21 @@ def _events(spec: ClipSpec):
     if n_parts == 1:
         notes = notes + _accompaniment(notes, length, spec.meter, key)
     beat_ql = BEAT_QL[spec.meter]
-    bar_beats = int(BAR_QL[spec.meter] / beat_ql)
+    n_bar = bar_beats(spec.meter)
     n_beats = int(DURATION * max(spec.bpm, spec.bpm2) / 60 * 1.3) + 8
-    tmap = TempoMap(spec, bar_beats, n_beats)
+    tmap = TempoMap(spec, n_bar, n_beats)
+
+    def seconds(q):  # score time (ql, swung as the clip says) → s
+        return float(tmap.seconds(swung(q, spec.swing, spec.swing_span_ql) / beat_ql))
     ev = []
     reps = int(n_beats * beat_ql / length) + 1
     for r in range(reps):
         for s, d, m, part in notes:
             q = r * length + s
-            t = float(tmap.seconds(q / beat_ql))
+            t = seconds(q)
             if t >= DURATION:
                 continue
-            t_end = float(tmap.seconds((q + d) / beat_ql))
+            t_end = seconds(q + d)
             ch = 0 if part == 0 else 1
             vel = int(np.clip((92 if part == 0 else 72) + 10 * (abs((q % BAR_QL[spec.meter])) < 1e-6)
                               + rng.normal(0, 6), 30, 127))
@@ -320,16 +387,15 @@ def _events(spec: ClipSpec):
     if spec.pattern:
         family, seed = spec.pattern.split(":")
         steps, hits = drum_pattern(spec.meter, family, int(seed))
-        step_beats = bar_beats / steps
-        for bar in range(n_beats // bar_beats + 1):
+        step_beats = n_bar / steps
+        for bar in range(n_beats // n_bar + 1):
             for step, note, vel in hits:
-                b = bar * bar_beats + step * step_beats
-                t = float(tmap.seconds(b))
+                t = seconds((bar * n_bar + step * step_beats) * beat_ql)
                 if t < DURATION:
                     v = int(np.clip(vel + rng.normal(0, 6), 20, 127))
                     ev.append((t + rng.normal(0, 0.004), DRUM_CH, note, v, 0.1))
             if bar % 8 == 0:
-                ev.append((float(tmap.seconds(bar * bar_beats)), DRUM_CH, CRASH, 100, 0.5))
+                ev.append((float(tmap.seconds(bar * n_bar)), DRUM_CH, CRASH, 100, 0.5))
     beats = tmap.seconds(np.arange(n_beats))
     beats = beats[beats < DURATION - 0.05]
     return sorted(ev), beats, tmap.change_s
@@ -377,6 +443,11 @@ class Clip:
     audio: np.ndarray  # mono float32 at SAMPLE_RATE
     beats: np.ndarray  # ground-truth beat times, s
     change_s: float | None  # time of the abrupt tempo change, s
+
+    @property
+    def downbeats(self) -> np.ndarray:
+        """Ground-truth downbeat times, s: the first beat of every bar (clips start on a bar)."""
+        return self.beats[::bar_beats(self.spec.meter)]
 
 
 def load_clips(split: str, names: list[str] | None = None) -> list[Clip]:
