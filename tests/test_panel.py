@@ -44,16 +44,19 @@ def browser():
     driver.quit()
 
 
-def press(browser, button, y_fraction: float, hold_s: float = 0.25) -> None:
-    """A real pointer press on ``button`` at ``y_fraction`` of its height (0 top .. 1 bottom)."""
-    from selenium.webdriver import ActionChains
+def press(browser, button, y_fraction: float, hold_s: float = 0.25, kind: str = "mouse") -> None:
+    """A real pointer press (``kind`` "mouse" or "touch") on ``button`` at ``y_fraction`` of its
+    height (0 top .. 1 bottom)."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.actions.pointer_input import PointerInput
 
     dy = int((y_fraction - 0.5) * button.size["height"])
-    ActionChains(browser).move_to_element_with_offset(button, 0, dy).click_and_hold().pause(hold_s) \
-        .release().perform()
+    actions = ActionBuilder(browser, mouse=PointerInput(kind, f"{kind}-pointer"))
+    actions.pointer_action.move_to(button, 0, dy).pointer_down().pause(hold_s).pointer_up()
+    actions.perform()
 
 
-def test_clicking_genie_buttons_makes_notes_on_jack_louder_lower_on_the_key(browser, jack_server):
+def test_mouse_touch_and_keys_on_genie_buttons_make_notes_on_jack_louder_lower_on_the_key(browser, jack_server):
     from selenium.webdriver import ActionChains
 
     from cadenza.engine.backends.jack import JackBackend
@@ -66,12 +69,13 @@ def test_clicking_genie_buttons_makes_notes_on_jack_louder_lower_on_the_key(brow
         with panel_open(browser, engine, backend, QUIET):
             button = element(browser, '.genie-button[data-button="4"]')
             time.sleep(0.5)  # silence before the first press
-            for how in (0.05, 0.95, "key"):  # near the top: soft; near the bottom: loud; key J
+            # a mouse near the top: soft; a finger near the bottom: loud; key J
+            for how in ((0.05, "mouse"), (0.95, "touch"), "key"):
                 pressed.append(engine.clock.sample_time)
                 if how == "key":
-                    ActionChains(browser).send_keys("j").perform()
+                    ActionChains(browser).key_down("j").pause(0.25).key_up("j").perform()
                 else:
-                    press(browser, button, how)
+                    press(browser, button, how[0], kind=how[1])
                 time.sleep(1.5)
         end = engine.clock.sample_time
         audio = backend.recording()[0]
@@ -152,12 +156,14 @@ def test_midi_learn_in_the_browser_with_real_jack_midi_and_save(browser, jack_se
     piano = engine.graph.nodes[engine.node_index("piano")]
     spec = piano.PARAMS["cutoff"]
     try:
-        with panel_open(browser, engine, backend, ControlOptions(osc=False)):
+        with panel_open(browser, engine, backend, ControlOptions(osc=False)) as (layer, panel):
             sender.connect("sender:midi_out", "cadenza:midi_in")
+            time.sleep(0.3)  # as the JACK MIDI tests do: the connection is in the graph by then
             element(browser, "#learn-piano-cutoff").click()
             assert wait_for(lambda: text_of(browser, "learn-piano-cutoff") == "move a CC…", 5)
             sender.schedule([(0, bytes([0xB0, 21, 64]))])
-            assert wait_for(lambda: text_of(browser, "learn-piano-cutoff") == "CC 21", 5)
+            assert wait_for(lambda: text_of(browser, "learn-piano-cutoff") == "CC 21", 5), \
+                (panel.learn.armed, engine.midi_map.ccs_seen, engine.midi_map.last_cc, sender.sent, sender.queue)
             sender.schedule([(0, bytes([0xB0, 21, 0]))])  # the learned CC moves the param at once
             assert wait_for(lambda: piano.param("cutoff") == pytest.approx(spec.lo), 5), piano.param("cutoff")
             sender.schedule([(0, bytes([0xB0, 21, 127]))])
@@ -209,8 +215,11 @@ def test_a_page_from_another_origin_is_refused_and_the_audio_plays_on(browser, t
         engine.close()
 
 
-def test_panel_shows_listeners_and_saves_a_screenshot(browser, tmp_path):
-    """genie_listen: the beat, pitch and chord listeners on a click track with a C major triad."""
+def test_panel_shows_listeners_switches_patches_and_saves_a_screenshot(browser, tmp_path):
+    """genie_listen: the beat, pitch and chord listeners on a click track with a C major triad; then the
+    patch list switches to genie and PANIC answers."""
+    from selenium.webdriver.support.select import Select
+
     x, _ = click_track([(0.0, 120.0)], 8.0)
     t = np.arange(x.shape[0]) / SR
     x = x + 0.08 * sum(np.sin(2 * np.pi * hz * t) for hz in (261.63, 329.63, 392.0)).astype(np.float32)
@@ -230,6 +239,14 @@ def test_panel_shows_listeners_and_saves_a_screenshot(browser, tmp_path):
             time.sleep(0.5)
             shot = tmp_path / "panel.png"
             assert browser.save_screenshot(str(shot))
+            Select(element(browser, "#patch-list")).select_by_value("genie")
+            element(browser, "#patch-switch").click()  # the reload path: built off the audio thread, crossfaded
+            assert wait_for(lambda: engine.patch.name == "genie" and engine.stats.swaps == 1, 20)
+            assert wait_for(lambda: text_of(browser, "patch-name") == "genie", 5)
+            assert wait_for(lambda: not browser.find_element("id", "listen").is_displayed(), 5)  # no listeners now
+            assert element(browser, "#genie").is_displayed() and element(browser, "#param-piano-cutoff")
+            element(browser, "#panic").click()
+            assert wait_for(lambda: "panic: all notes off" in text_of(browser, "messages"), 5)
     finally:
         backend.close()
         engine.close()

@@ -98,7 +98,7 @@ def test_jack_midi_program_change_switches_within_the_set(jack_server, tmp_path)
     try:
         with playing(engine, backend, ControlOptions(osc=False)) as layer:
             sender.connect("sender:midi_out", "cadenza:midi_in")
-            time.sleep(0.2)
+            time.sleep(0.3)  # the connection is in the JACK graph by then
             sender.schedule([(0, bytes([0xC0, 1]))])
             assert wait_for(lambda: engine.patch.name == "genie" and engine.stats.swaps == 1)
             sender.schedule([(0, bytes([0xC0, 2]))])
