@@ -156,7 +156,7 @@ class PanelServer:
 
     def _refuse(self, request: web.Request, why: str) -> web.Response:
         self.refused += 1
-        self.log.report("panel-refused", f"panel: {request.remote} {request.path}: {why}")
+        self.log.report("panel-refused", f"{request.remote} {request.path}: {why}")
         return web.Response(status=403, text=f"cadenza panel: {why}\n")
 
     # -- handlers ----------------------------------------------------------------------
@@ -192,7 +192,7 @@ class PanelServer:
             line = self.requests.apply(data)
         except (CadenzaError, ValueError) as exc:
             text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            self.log.report("panel-request", f"panel: {text}")
+            self.log.report("panel-request", text)
             await ws.send_json({"type": "error", "message": text})
             return
         if line:

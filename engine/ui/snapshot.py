@@ -49,8 +49,6 @@ def describe(layer) -> dict:
         "buttons": engine.midi_map.buttons_to >= 0,
         "listeners": listeners(graph),
         "nodes": nodes,
-        "sample_rate": engine.sample_rate,
-        "block": engine.block,
     }
 
 
