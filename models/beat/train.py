@@ -6,8 +6,8 @@ Input per 10 ms frame: the tracker's own band differences (log-filtered
 spectral flux per band) summed into 27 third-octave groups — computed by the
 same numba code the streaming node runs (:mod:`cadenza.engine.dsp.onset`). Output: the probability that a beat
 falls on this frame. A one-layer GRU (causal, no lookahead) and a sigmoid.
-Trained on the ``train0`` and ``train1`` splits (48 clips), checked on
-``tune`` (24 clips); the held-out ``test`` split is never read. Writes
+Trained on the ``train0`` and ``train1`` splits (72 clips with swing, funk, 12/8 and tempo curves), checked on
+``tune`` (36 clips); the held-out ``test`` split is never read. Writes
 ``models/beat/onset_gru.pt`` (state dict) and ``models/beat/train_log.json``.
 """
 
