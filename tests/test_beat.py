@@ -122,6 +122,15 @@ def test_bar_phase_rises_through_the_bar(accented120):
     assert np.all(silent.controls["bar_phase"] == 0.0)
 
 
+def test_beats_and_downbeats_do_not_depend_on_the_block_size(accented120):
+    x, _ = accented120
+    at128 = track(x, SR, block=128)
+    assert len(at128.downbeats) > 5
+    for block in (64, 256):
+        other = track(x, SR, block=block)
+        assert np.array_equal(other.beats, at128.beats) and np.array_equal(other.downbeats, at128.downbeats)
+
+
 def test_a_fixed_bar_length_is_kept(accented120):
     x, _ = accented120
     result = track(x, SR, beats_per_bar=2)
