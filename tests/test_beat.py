@@ -235,10 +235,12 @@ def test_numba_onset_network_agrees_with_torch(tmp_path):
     w = load_onset_net(path)
     x = np.abs(np.random.default_rng(1).standard_normal((50, N_GROUPS)))
     with torch.no_grad():
-        ref = torch.sigmoid(net(torch.from_numpy(x)[None]))[0].numpy()
+        ref = torch.sigmoid(net(torch.from_numpy(x)[None]))[0].numpy()  # (frames, 2): beat, downbeat
     h, gi, gh = np.zeros(12), np.zeros(36), np.zeros(36)
-    got = [bk.gru_step(x[k], h, gi, gh, w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"], w["w_out"], w["b_out"])
-           for k in range(len(x))]
+    got = []
+    for k in range(len(x)):
+        beat = bk.gru_step(x[k], h, gi, gh, w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"], w["w_out"], w["b_out"])
+        got.append((beat, bk.readout(h, w["w_down"], w["b_down"])))
     np.testing.assert_allclose(got, ref, atol=1e-9)
 
 

@@ -7,7 +7,8 @@ summed into log-spaced triangular bands (``bands_per_octave``), compressed
 with ``log10(1 + x)``, then the positive spectral flux against the previous frame, each band compared with the
 maximum of its neighbours (the SuperFlux trick, so vibrato does not count).
 Each band's positive difference, summed into fixed third-octave groups, is the
-input of a small causal onset network (a one-layer GRU, :func:`gru_step`).
+input of a small causal onset network (a one-layer GRU, :func:`gru_step`; a second
+:func:`readout` of its state gives a downbeat activation).
 
 :class:`OnsetFrontEnd` holds the tables and scratch at one sample rate; the
 beat tracker node (:mod:`cadenza.instruments.listeners.beat`) streams through
@@ -119,9 +120,15 @@ def gru_step(x, h, gi, gh, w_ih, w_hh, b_ih, b_hh, w_out, b_out):
     Returns the beat activation 0..1.
     """
     gru_layer(x, h, w_ih, b_ih, w_hh, b_hh, gi, gh)
-    out = b_out[0]
+    return readout(h, w_out, b_out)
+
+
+@njit(nogil=True, cache=True)
+def readout(h, w, b):
+    """One sigmoid read-out of the GRU state ``h`` (hidden,): ``sigmoid(w · h + b[0])``, 0..1."""
+    out = b[0]
     for k in range(h.shape[0]):
-        out += w_out[k] * h[k]
+        out += w[k] * h[k]
     return sigmoid(out)
 
 

@@ -53,11 +53,12 @@ NET_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "beat" / "onset_g
 
 
 _NO_NET = {k: np.zeros((0, 0) if k.startswith("w_h") or k == "w_ih" else 0, np.float64)
-           for k in ("w_ih", "w_hh", "b_ih", "b_hh", "w_out", "b_out")}
+           for k in ("w_ih", "w_hh", "b_ih", "b_hh", "w_out", "b_out", "w_down", "b_down")}
 
 
 def load_onset_net(path: Path = NET_WEIGHTS) -> dict[str, np.ndarray]:
-    """The onset GRU's weights as float64 arrays for :func:`cadenza.engine.dsp.onset.gru_step`."""
+    """The onset GRU's weights as float64 arrays for :func:`cadenza.engine.dsp.onset.gru_step`; the
+    downbeat read-out (``w_down``, ``b_down``) is empty for a network with one output (beats only)."""
     from cadenza.models.weights import load_weights, reading
 
     if not path.is_file():
@@ -66,7 +67,8 @@ def load_onset_net(path: Path = NET_WEIGHTS) -> dict[str, np.ndarray]:
     sd = load_weights(path)
     with reading(path, "onset GRU weights"):
         net = {"w_ih": sd["gru.weight_ih_l0"], "w_hh": sd["gru.weight_hh_l0"], "b_ih": sd["gru.bias_ih_l0"],
-               "b_hh": sd["gru.bias_hh_l0"], "w_out": sd["out.weight"][0], "b_out": sd["out.bias"]}
+               "b_hh": sd["gru.bias_hh_l0"], "w_out": sd["out.weight"][0], "b_out": sd["out.bias"][:1],
+               "w_down": sd["out.weight"][1:2].reshape(-1), "b_down": sd["out.bias"][1:2]}
         net = {k: np.ascontiguousarray(v.double().numpy()) for k, v in net.items()}
     if net["w_ih"].ndim != 2 or net["w_ih"].shape[1] != N_GROUPS:
         raise ModelError(f"{path}: the network takes inputs of shape {net['w_ih'].shape[1:]}, allowed ({N_GROUPS},)")
@@ -209,7 +211,7 @@ class BeatTracker(Node):
         return bk.beat_block(
             x, block_start, self.cfg, self.st, self.ring, f.window, f.frame, f.spec, f.mag, f.b_start, f.b_len, f.b_w, f.b_gain, f.cur, f.prev,
             f.bdiff, f.max_filter, f.group, self.xin, self.net["w_ih"], self.net["w_hh"], self.net["b_ih"],
-            self.net["b_hh"], self.net["w_out"], self.net["b_out"], self.h, self.gates_i, self.gates_h, self.alpha, self.tmp, self.ends, self.hist, self.tau, self.off,
+            self.net["b_hh"], self.net["w_out"], self.net["b_out"], self.net["w_down"], self.net["b_down"], self.h, self.gates_i, self.gates_h, self.alpha, self.tmp, self.ends, self.hist, self.tau, self.off,
             self.trans, self.t_lo, self.t_hi, self.prior, self.obs_w, self.options["lambda_o"], self.state_tempo, self.state_bin,
             out["bpm"], out["phase"], out["confidence"], out["next_beat_s"],
             self.ev_off, self.ev_kind, self.ev_a, self.ev_val, self.act_log,

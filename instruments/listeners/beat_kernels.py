@@ -30,7 +30,7 @@ import math
 import numpy as np
 from numba import njit
 
-from cadenza.engine.dsp.onset import group_bands, gru_step, novelty
+from cadenza.engine.dsp.onset import group_bands, gru_step, novelty, readout
 from cadenza.engine.events import Kind
 from cadenza.instruments.listeners.bar_kernels import B_M, bar_frame, bar_on_beat, bar_score, fill_bar_phase
 
@@ -222,7 +222,7 @@ def _emit_beat(ev_off, ev_kind, ev_a, ev_val, n_ev, offset, t_beat, st, bar, pen
 @njit(nogil=True, cache=True)
 def beat_block(x, block_start, cfg, st, ring, window, frame, spec, mag,
                b_start, b_len, b_w, b_gain, cur, prev, bdiff, max_w,
-               group, xin, w_ih, w_hh, b_ih, b_hh, w_out, b_out, h, gates_i, gates_h, alpha, tmp, ends, hist,
+               group, xin, w_ih, w_hh, b_ih, b_hh, w_out, b_out, w_down, b_down, h, gates_i, gates_h, alpha, tmp, ends, hist,
                tau, off, trans, t_lo, t_hi, prior, obs_w, lambda_o, state_tempo, state_bin,
                bpm_out, phase_out, conf_out, next_out, ev_off, ev_kind, ev_a, ev_val, act_log,
                low_band, bar, bar_hist, pend, bar_acc, bar_accw, body_a, body_b, beats_per_bar, bar_phase_out):
@@ -234,11 +234,11 @@ def beat_block(x, block_start, cfg, st, ring, window, frame, spec, mag,
     seconds ahead for a prediction); returns their count. ``w_*``, ``b_*``:
     the onset network (GRU, see :func:`gru_step`) over the band differences summed
     into third-octave groups (``group``, scratch ``xin``), or zero-size arrays for the
-    flux formula. ``act_log``, where it has room, receives each frame's
+    flux formula; ``w_down``/``b_down``: its downbeat read-out (zero-size: none). ``act_log``, where it has room, receives each frame's
     activation (for tests and plots).
 
     Bar inference (:mod:`cadenza.instruments.listeners.bar_kernels`): each frame's low-band flux
-    (bands weighted by ``low_band``, 1 below ``onset.LOW_HZ``), flux and band magnitudes feed
+    (bands weighted by ``low_band``, 1 below ``onset.LOW_HZ``), flux, downbeat activation and band magnitudes feed
     its history ring; each beat may also emit a DOWNBEAT (a = bar number, value = beats per
     bar) at its own offset; ``bar_phase_out`` receives the position in the bar, 0..1.
     ``bar``, ``bar_hist``, ``pend``, ``bar_acc``, ``bar_accw``, ``body_a``, ``body_b``: its
@@ -293,9 +293,12 @@ def beat_block(x, block_start, cfg, st, ring, window, frame, spec, mag,
         # activation 0..1: flux / (flux + kappa * running mean), and/or the onset network's
         # output; with both, their geometric mean; then ** gamma
         act = flux / (flux + cfg[C_KAPPA] * max(st[S_MU], floor))
+        down = 0.0  # the network's downbeat activation, when it has one
         if w_ih.shape[0] > 0:
             group_bands(bdiff, group, xin)
             net = gru_step(xin, h, gates_i, gates_h, w_ih, w_hh, b_ih, b_hh, w_out, b_out)
+            if w_down.shape[0] > 0:
+                down = readout(h, w_down, b_down)
             act = math.sqrt(act * net) if cfg[C_MIX] > 0.0 else net
         act = act ** cfg[C_GAMMA]
         act = min(max(act, cfg[C_OBS_FLOOR]), 1.0 - cfg[C_OBS_FLOOR])
@@ -307,7 +310,7 @@ def beat_block(x, block_start, cfg, st, ring, window, frame, spec, mag,
         for b in range(bdiff.shape[0]):
             low += bdiff[b] * low_band[b]
         e = frame_end - cfg[C_DELAY]
-        bar_frame(bar, bar_hist, e, low, flux, cur)
+        bar_frame(bar, bar_hist, e, low, flux, down, cur)
         bar_score(bar, bar_hist, pend, bar_acc, bar_accw, e, beats_per_bar, body_a, body_b)
         st[S_FRAMES] = fr + 1
         best = _forward(alpha, tmp, tau, off, trans, t_lo, t_hi, cfg[C_JUMP], prior, ends, obs_w, p_beat, p_non)

@@ -4,8 +4,8 @@
 
 Input per 10 ms frame: the tracker's own band differences (log-filtered
 spectral flux per band) summed into 27 third-octave groups — computed by the
-same numba code the streaming node runs (:mod:`cadenza.engine.dsp.onset`). Output: the probability that a beat
-falls on this frame. A one-layer GRU (causal, no lookahead) and a sigmoid.
+same numba code the streaming node runs (:mod:`cadenza.engine.dsp.onset`). Output: the probabilities that a beat,
+and that a downbeat, falls on this frame. A one-layer GRU (causal, no lookahead) and two sigmoids.
 Trained on the ``train0`` and ``train1`` splits (72 clips with swing, funk, 12/8 and tempo curves), checked on
 ``tune`` (36 clips); the held-out ``test`` split is never read. Writes
 ``models/beat/onset_gru.pt`` (state dict) and ``models/beat/train_log.json``.
@@ -31,17 +31,17 @@ SR = 44100
 
 
 class OnsetNet(nn.Module):
-    """GRU over grouped band differences → beat probability per frame."""
+    """GRU over grouped band differences → per frame, a beat and a downbeat probability."""
 
     def __init__(self, hidden: int = 24):
         super().__init__()
         self.gru = nn.GRU(N_GROUPS, hidden, batch_first=True)
-        self.out = nn.Linear(hidden, 1)
+        self.out = nn.Linear(hidden, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, frames, groups) → logits (batch, frames)."""
+        """(batch, frames, groups) → logits (batch, frames, 2): beat, downbeat."""
         h, _ = self.gru(x)
-        return self.out(h)[..., 0]
+        return self.out(h)
 
 
 def features(audio: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -69,7 +69,9 @@ def dataset(splits: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
     for split in splits:
         for clip in load_clips(split):
             x, hop_s, delay_s = features(clip.audio)
-            data.append((x.astype(np.float32), targets(len(x), hop_s, delay_s, clip.beats)))
+            y = np.stack([targets(len(x), hop_s, delay_s, clip.beats),
+                          targets(len(x), hop_s, delay_s, clip.downbeats)], axis=1)
+            data.append((x.astype(np.float32), y))
     return data
 
 
@@ -105,7 +107,7 @@ def main(argv=None) -> int:
     net = OnsetNet(args.hidden)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(5.0))
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([5.0, 20.0]))  # beats, (rarer) downbeats
     log = []
     for step in range(1, args.steps + 1):
         x, y = batch(train, rng, 16, 600)
