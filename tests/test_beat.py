@@ -244,6 +244,25 @@ def test_numba_onset_network_agrees_with_torch(tmp_path):
     np.testing.assert_allclose(got, ref, atol=1e-9)
 
 
+def test_a_read_out_of_the_wrong_size_is_refused(tmp_path):
+    import torch
+
+    from cadenza.engine.errors import ModelError
+    from cadenza.instruments.listeners.beat import load_onset_net
+    from cadenza.models.beat.train import OnsetNet
+    from cadenza.models.weights import save_weights
+
+    sd = OnsetNet(hidden=12).state_dict()
+    sd["out.weight"] = torch.zeros(2, 13)
+    path = tmp_path / "net.pt"
+    save_weights(sd, path)
+    with pytest.raises(ModelError, match="allowed"):
+        load_onset_net(path)
+    sd["out.weight"], sd["out.bias"] = torch.zeros(1, 12), torch.zeros(1)  # beats only: loads, no downbeat head
+    save_weights(sd, path)
+    assert load_onset_net(path)["w_down"].shape == (0,)
+
+
 def test_onset_fft_is_numpys_rfft():
     from cadenza.engine.dsp.onset import OnsetFrontEnd, rfft_mag
 

@@ -72,6 +72,11 @@ def load_onset_net(path: Path = NET_WEIGHTS) -> dict[str, np.ndarray]:
         net = {k: np.ascontiguousarray(v.double().numpy()) for k, v in net.items()}
     if net["w_ih"].ndim != 2 or net["w_ih"].shape[1] != N_GROUPS:
         raise ModelError(f"{path}: the network takes inputs of shape {net['w_ih'].shape[1:]}, allowed ({N_GROUPS},)")
+    hidden = net["w_hh"].shape[-1]
+    if len(net["w_out"]) != hidden or len(net["w_down"]) not in (0, hidden) or len(net["b_down"]) != (
+            1 if len(net["w_down"]) else 0):
+        raise ModelError(f"{path}: the read-out weights have shape {tuple(sd['out.weight'].shape)} and "
+                         f"{tuple(sd['out.bias'].shape)}, allowed (1 or 2, {hidden}) and (1 or 2,)")
     return net
 
 
