@@ -90,6 +90,8 @@ class JackProbe:
     cycle (one list per cycle, in order) and logs ``sent`` as (frame, bytes);
     ``received`` logs (frame, bytes) from ``midi_in``; ``audio()`` returns the
     captured mono signal and the JACK frame time of its first sample.
+    ``yield_cpu=True`` drops its realtime thread to the lowest SCHED_FIFO priority, so a
+    probe that only watches never takes a core from the clients it measures.
     A capture (or ``clock=True``) logs ``cycles``: per cycle, (frame, its start
     smoothed as the engine does, JACK's own estimate, when the callback woke up),
     in ``time.monotonic()`` seconds.
@@ -97,7 +99,7 @@ class JackProbe:
 
     def __init__(self, name: str, midi_out: bool = False, midi_in: bool = False,
                  audio_in: bool = False, capture_s: float = 30.0, count_xruns: bool = False,
-                 clock: bool = False):
+                 clock: bool = False, yield_cpu: bool = False):
         import jack
 
         self.client = jack.Client(name, no_start_server=True)
@@ -117,6 +119,7 @@ class JackProbe:
         self.timeline = Timeline(self.client.samplerate)
         self._frames = self._raw = 0  # JACK's frame count, unwrapped, and as JACK gave it last
         self.cycle = threading.Event()
+        self._yield_cpu = yield_cpu
         self.xruns = 0  # JACK reports every xrun of the server to every client
         if count_xruns:  # Python on JACK's notification thread: only where a figure needs it
             self.client.set_xrun_callback(self._xrun)
@@ -127,6 +130,9 @@ class JackProbe:
     def _process(self, frames: int) -> None:
         self.realtime.check()
         woke = time.monotonic()
+        if self._yield_cpu:
+            self._yield_cpu = False
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))  # this thread only (Linux)
         now = self.client.last_frame_time
         if self.midi_out is not None:
             self.midi_out.clear_buffer()

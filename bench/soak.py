@@ -13,7 +13,8 @@ and runs, at the same time and on the same server:
   patch's params, and bundles timetagged 50-100 ms ahead with a probe note that
   Cadenza's MIDI thru sends out of ``midi_out`` at the sample it lands on;
 - a listener client on ``cadenza:midi_out`` that stamps each probe note with its
-  JACK frame.
+  JACK frame, its realtime thread at the lowest priority so it never takes a core
+  from the clients it measures (it is a Python client too).
 
 In 30 s windows it records how often jackd named each client "not finished"
 (``JackEngine::XRun: client = NAME was not finished``: the server's own
@@ -233,7 +234,7 @@ def measure(patch_name: str, period: int, seconds: float, workdir: Path) -> tupl
         engine = _child(["--engine", str(patch), str(stats_path)], server.env, stdout=subprocess.DEVNULL,
                         stderr=subprocess.PIPE, text=True)
         procs.append(engine)
-        listener = JackProbe("listener", midi_in=True, clock=True)
+        listener = JackProbe("listener", midi_in=True, clock=True, yield_cpu=True)
         probes.append(listener)
         for port in ("cadenza:midi_out", "midisine:midi_in", "seq:out"):
             _wait_port(listener.client, port)
