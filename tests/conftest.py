@@ -18,6 +18,14 @@ _counter = itertools.count()
 HARD_TIMEOUT_S = 420  # past pytest-timeout's 300 s: for a hang that holds (or lost) the GIL
 
 
+def pytest_collection_modifyitems(items):
+    """The headless-Chromium tests run first. Started later in the run, after the JACK servers of
+    test_live_io had come and gone in this process, the first browser test died with a segfault in
+    a thread with no Python frame (seen in CI and reproduced with test_live_io + test_panel alone);
+    started first, the whole suite passes. The cause inside libjack or Chromium is not found yet."""
+    items.sort(key=lambda item: item.path.name != "test_panel.py")
+
+
 @pytest.fixture(autouse=True)
 def hang_watchdog():
     """Dump every thread's stack and end the run if one test hangs, even with the GIL lost.
