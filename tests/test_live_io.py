@@ -364,6 +364,7 @@ def _wait_playing(proc: subprocess.Popen, timeout: float = 40.0) -> list[str]:
     return lines
 
 
+@pytest.mark.leaves_jack_client
 def test_a_dying_jack_server_stops_the_engine_cleanly_and_keeps_the_recording(jack_server, tmp_path):
     import soundfile as sf
 
@@ -409,6 +410,7 @@ def test_portaudio_backend_plays_through_jack_in_a_subprocess(jack_server, tmp_p
     assert audio.shape[0] >= 2.5 * rate and np.abs(audio).max() > 0.05
 
 
+@pytest.mark.leaves_jack_client
 def test_every_backend_keeps_the_backend_protocol(tmp_path):
     """One protocol: run / stop / recording / close / server_format, no hasattr in the callers."""
     from cadenza.engine.backends import BACKENDS, Backend
