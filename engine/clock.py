@@ -87,11 +87,13 @@ class Timeline:
     ``JITTER_S`` of it a half step smooths the report; beyond, the report is
     believed once the next block confirms it (within ``JITTER_S`` of it), so
     a real jump is followed in two blocks and a lone excursion moves nothing.
-    ``lag``: how far, in samples, the offset has moved since the first block.
+    ``lag``: how far, in samples, the offset has moved since the first block, moved only
+    by more than ``STEADY_SAMPLES`` at a time.
     """
 
     GAIN = 0.5  # JACK's estimate is a DLL already: a light touch, so its slews after a jump are not lagged
     JITTER_S = 0.0005
+    STEADY_SAMPLES = 2  # ``lag`` moves only when the offset has moved further: jitter never respaces events
 
     def __init__(self, sample_rate: int):
         self.rate = float(sample_rate)
@@ -113,7 +115,9 @@ class Timeline:
             self._candidate = None
         else:
             self._candidate = offset
-        self.lag = round((self.offset - self._first) * self.rate)
+        lag = round((self.offset - self._first) * self.rate)
+        if abs(lag - self.lag) > self.STEADY_SAMPLES:
+            self.lag = lag
         return self.offset + count / self.rate
 
 
