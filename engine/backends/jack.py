@@ -231,7 +231,6 @@ class JackBackend(LiveBackend):
         self.midi_in = client.midi_inports.register("midi_in")
         self.midi_out = client.midi_outports.register("midi_out")
         self.parser = MidiParser()
-        self.ring = engine.input_ring()
         self.midi_clock = None  # set by the control layer when clock out is on
         self.log = None  # set by the control layer
         self._adc = np.zeros((n_in, engine.block), np.float32)
@@ -279,13 +278,13 @@ class JackBackend(LiveBackend):
             self.parser.reset()
         beat0, bps = clock.beat, clock.beats_per_sample()
         t0 = self._cycle.measured if self._cycle.read() else None
-        stamp = start + (engine.lag if t0 is None else engine.follow(t0))  # MIDI in: on the timeline
         midi_map = engine.midi_map
-        push = self.ring.push
+        add = engine.scheduler.add  # we are the audio thread: JACK MIDI is exact in the engine's own count
         for offset, data in self.midi_in.incoming_midi_events():
             for status, d1, d2 in self.parser.feed(data):
                 for kind, target, ch, a, b, value in midi_map.events(status, d1, d2):
-                    push(stamp + offset, kind, target, ch, a, b, value)
+                    add(start + offset, kind, target, ch, a, b, value)
+                    engine.stats.events_in += 1
         ins = self._ins.refresh(frames)
         outs = self._outs.refresh(frames)
         mark = engine.outbound.mark()  # we are the outbound ring's producer: peek what we add
