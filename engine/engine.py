@@ -95,6 +95,7 @@ class Engine:
         self._fade_gain = np.zeros(self.block, np.float32)
         self._retired: collections.deque[Graph] = collections.deque()
         self._worker = None  # the worker lane, made on first use of ``worker``
+        self._jobs_inline = False  # offline: lane jobs run at submit, so a render is deterministic
         self.input_file = None  # a FileInput that replaces the backend's audio input (play --input)
         self.patch = patch
         self.graph = self.build_graph(patch)
@@ -107,7 +108,7 @@ class Engine:
     def build_graph(self, patch: Patch) -> Graph:
         """Build (and prepare) a graph for ``patch`` at this engine's rate. Not real-time."""
         return Graph(patch, self.sample_rate, self.block, self.clock,
-                     self.outbound.push, self.scheduler.add, self.faults)
+                     self.outbound.push, self.scheduler.add, self.faults, lambda: self.worker)
 
     def swap(self, patch: Patch, graph: Graph, timeout_s: float = 2.0) -> bool:
         """Crossfade to ``graph`` from the next block boundary on (from a control thread).
@@ -175,10 +176,17 @@ class Engine:
         if self._worker is None:
             from cadenza.engine.worker import WorkerLane
 
-            lane = WorkerLane(self.input_ring(), now=self.now)
+            lane = WorkerLane(self.input_ring(), now=self.now, inline=self._jobs_inline)
             lane.start()
             self._worker = lane
         return self._worker
+
+    def run_jobs_inline(self) -> None:
+        """Offline rendering: worker jobs run when submitted, on the rendering thread, so their
+        events come back at the same block every run (a render is deterministic)."""
+        self._jobs_inline = True
+        if self._worker is not None:
+            self._worker.run_inline()
 
     def node_index(self, node_id: str) -> int:
         return self.graph.index[node_id]

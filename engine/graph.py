@@ -81,7 +81,7 @@ class Graph:
     """
 
     def __init__(self, patch: Patch, sample_rate: int, block: int, clock: Clock, emit_outbound, defer,
-                 faults: Faults | None = None):
+                 faults: Faults | None = None, lane=None):
         self.patch = patch
         self.faults = faults or Faults()
         self.sample_rate = sample_rate
@@ -89,6 +89,7 @@ class Graph:
         self.clock = clock
         self._emit_outbound = emit_outbound
         self._defer = defer
+        self._lane = lane  # a callable giving the engine's worker lane, handed to nodes in their Context
         specs = {s.id: s for s in patch.nodes}
         try:
             built = [spec.cls(spec.id, **spec.options) for spec in patch.nodes]
@@ -229,7 +230,7 @@ class Graph:
                     raise PatchError(f"{self.patch.path}: node.{node.id}: reads control {name!r}, "
                                      f"allowed one of {', '.join(sorted(self.controls))}")
                 io.controls[local] = self.controls[name]
-            node.open(Context(self.sample_rate, block, node.id))  # prepare, then reset
+            node.open(Context(self.sample_rate, block, node.id, self._lane))  # prepare, then reset
             latency = node.latency_samples
             if not isinstance(latency, int) or latency < 0:
                 raise PatchError(f"{self.patch.path}: node.{node.id}: latency_samples is {latency!r}, "

@@ -43,7 +43,7 @@ The graph checks the declarations when a patch loads.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -97,12 +97,15 @@ class Param:
 @dataclass
 class Context:
     """What a node learns at prepare time: the engine's ``sample_rate`` (Hz), its ``block``
-    (frames a ``process`` call may be given, at most) and the node's own id. Controls and
-    event targets are wired by the graph (``NodeIO.controls``, ``notes_to``), not here."""
+    (frames a ``process`` call may be given, at most), the node's own id, and ``lane``: a
+    callable giving the engine's worker lane (:class:`cadenza.engine.worker.WorkerLane`,
+    for jobs too heavy for a block), or None where no engine runs the node (the harness).
+    Controls and event targets are wired by the graph (``NodeIO.controls``, ``notes_to``), not here."""
 
     sample_rate: int
     block: int
     node_id: str = ""
+    lane: Callable[[], Any] | None = None
 
 
 class ParamIndex:

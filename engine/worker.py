@@ -26,7 +26,9 @@ Policy:
 
 ``engine.worker`` creates the lane on first use and starts its thread there
 (so touch it in ``prepare`` or a control thread, not in ``process``);
-``Engine.close()`` stops it.
+``Engine.close()`` stops it. A node reaches it through its prepare
+``Context.lane``. Offline (``inline``) the lane has no thread: ``submit`` runs
+the job at once in the caller's thread, so a render is the same every time.
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ class WorkerLane:
     """
 
     def __init__(self, ring: EventRing, now: Callable[[], int] | None = None, capacity: int = 16,
-                 name: str = "cadenza-worker"):
+                 name: str = "cadenza-worker", inline: bool = False):
         self.ring = ring
+        self.inline = inline
         self.capacity = capacity
         self.name = name
         self._now = now
@@ -74,7 +77,11 @@ class WorkerLane:
     # -- any thread ------------------------------------------------------------------------------
 
     def submit(self, job: Job, name: str = "") -> bool:
-        """Queue ``job``; never blocks. Returns False when it displaced the oldest waiting job."""
+        """Queue ``job``; never blocks. Returns False when it displaced the oldest waiting job.
+        ``inline``: runs it now, in this thread, and returns True."""
+        if self.inline:
+            self._run(name or getattr(job, "__name__", "job"), job)
+            return True
         full = len(self._jobs) >= self.capacity  # a hint: the thread may take one meanwhile
         self._jobs.append((next(self._seq), name or getattr(job, "__name__", "job"), job))  # full: oldest out
         self._wake.set()
@@ -117,11 +124,19 @@ class WorkerLane:
     # -- lifecycle (control threads) ------------------------------------------------------------
 
     def start(self) -> None:
+        if self.inline:
+            return
         if self._thread is not None and self._thread.is_alive():
             return
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
         self._thread.start()
+
+    def run_inline(self) -> None:
+        """From now on ``submit`` runs each job at once in its caller's thread (offline rendering)."""
+        self.stop()
+        self.inline = True
+        self._stopping = False
 
     @property
     def running(self) -> bool:
@@ -155,16 +170,19 @@ class WorkerLane:
                 continue
             self.dropped += seq - self._last_seq - 1
             self._last_seq = seq
-            try:
-                events = job()
-                if events is not None and not self._stopping:
-                    self._deliver(events)
-            except Exception as exc:  # a failing job is counted and named; the lane goes on
-                self.errors += 1
-                self._error = (name, exc)
-            finally:
-                self.done += 1
-                self._busy = False
+            self._run(name, job)
+
+    def _run(self, name: str, job: Job) -> None:
+        try:
+            events = job()
+            if events is not None and not self._stopping:
+                self._deliver(events)
+        except Exception as exc:  # a failing job is counted and named; the lane goes on
+            self.errors += 1
+            self._error = (name, exc)
+        finally:
+            self.done += 1
+            self._busy = False
 
     def _deliver(self, events) -> None:
         rows = np.asarray(events, EVENT_DTYPE) if not isinstance(events, np.ndarray) else events

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from cadenza.engine.backends.offline import OfflineBackend
 from cadenza.engine.events import EventRing, Kind, make_events
 from cadenza.engine.node import Node
 from cadenza.engine.registry import register
@@ -76,6 +77,18 @@ def test_notes_for_a_future_bar_land_at_their_stamped_samples(engine):
     _play(engine, 3.5)
     assert _probe(engine).seen == [(int(t), Kind.NOTE_ON, int(a)) for t, a in zip(want["time"], want["a"])]
     assert lane.late == 0 and lane.errors == 0 and lane.dropped == 0
+
+
+def test_offline_the_lane_runs_each_job_at_submit_so_renders_repeat(engine):
+    lane = engine.worker
+    OfflineBackend(engine)  # what `cadenza render` makes: jobs run inline from here on
+    assert lane.inline and not lane.running
+    thread = []
+    assert lane.submit(lambda: thread.append(threading.current_thread()) or _bar_notes(engine, 1, [60, 67]))
+    assert thread == [threading.current_thread()] and lane.idle() and len(lane.ring) == 2
+    _play(engine, 3.0)
+    want = _bar_notes(engine, 1, [60, 67])
+    assert _probe(engine).seen == [(int(t), Kind.NOTE_ON, int(a)) for t, a in zip(want["time"], want["a"])]
 
 
 def test_a_job_that_raises_is_counted_named_and_the_lane_goes_on(engine):

@@ -22,6 +22,7 @@ class OfflineBackend(Backend):
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        engine.run_jobs_inline()
         self._stop = threading.Event()
         self._recorded = np.zeros((2, 0), np.float32)
 
