@@ -14,8 +14,12 @@ class Clock:
     ``beat`` is the musical position in beats (float) at ``sample_time``; it
     advances by ``bpm / 60 / sample_rate`` beats per sample. A tempo change
     takes effect at a sample offset inside the block (``set_tempo``), so
-    musical time stays continuous across it.
+    musical time stays continuous across it. A clock that follows an outside
+    one (Ableton Link: :mod:`cadenza.engine.link`) is steered block by block
+    with ``lock``.
     """
+
+    JUMP_BEATS = 0.1  # ``lock``: an outside clock this far (beats) from ours is a jump (a join, a start)
 
     def __init__(self, sample_rate: int, bpm: float = 120.0, beats_per_bar: int = 4):
         self.sample_rate = sample_rate
@@ -25,6 +29,7 @@ class Clock:
         self.beat = 0.0
         self._pending_bpm = self.bpm
         self._pending_offset = -1
+        self._nudge = 0.0  # beats per sample added over the coming block by ``lock``
 
     @property
     def bar(self) -> int:
@@ -47,21 +52,41 @@ class Clock:
     def beats_per_sample(self, bpm: float | None = None) -> float:
         return (self.bpm if bpm is None else bpm) / 60.0 / self.sample_rate
 
+    def lock(self, beat: float, bpm: float, frames: int) -> float:
+        """Follow an outside beat clock for the coming block of ``frames``: ``beat`` is its position
+        at the block's first frame, ``bpm`` its tempo (replacing any pending ``set_tempo``).
+
+        Our beat meets the outside one by the block's end, the block's rate bent by at most half
+        of it, so the beat never steps back and no beat boundary is crossed twice; an error over
+        ``JUMP_BEATS`` (a join, a transport start) is a jump instead. Returns the beat the block
+        will end on (the outside clock's, unless the bend was capped).
+        """
+        self.bpm = self._pending_bpm = float(min(max(bpm, 1.0), 1000.0))
+        self._pending_offset = -1
+        step = self.beats_per_sample()
+        error = beat - self.beat
+        if abs(error) > self.JUMP_BEATS:
+            self.beat, error = beat, 0.0
+        self._nudge = min(max(error / frames, -0.5 * step), 0.5 * step)
+        return self.beat + (step + self._nudge) * frames
+
     def fill(self, beat_out: np.ndarray, bpm_out: np.ndarray) -> None:
         """Write this block's per-frame beat position and tempo (no allocation)."""
         frames = beat_out.shape[0]
         split = self._pending_offset if 0 <= self._pending_offset < frames else frames
-        step = self.beats_per_sample()
+        step = self.beats_per_sample() + self._nudge
         beat_out[:split] = self.beat + step * _ramp(frames)[:split]
         bpm_out[:split] = self.bpm
         if split < frames:
             start = self.beat + step * split
-            new_step = self.beats_per_sample(self._pending_bpm)
+            new_step = self.beats_per_sample(self._pending_bpm) + self._nudge
             beat_out[split:] = start + new_step * _ramp(frames)[: frames - split]
             bpm_out[split:] = self._pending_bpm
 
     def advance(self, frames: int) -> None:
-        """Move on by one block, applying a pending tempo change at its offset."""
+        """Move on by one block, applying a pending tempo change at its offset and ``lock``'s bend."""
+        self.beat += self._nudge * frames
+        self._nudge = 0.0
         if 0 <= self._pending_offset < frames:
             off = self._pending_offset
             self.beat += self.beats_per_sample() * off

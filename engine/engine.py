@@ -15,6 +15,11 @@ the engine's count only in the block they are due in, with the lag of that
 block, so an OSC bundle timetagged 100 ms ahead lands on its frame even when
 the timeline moved in between.
 
+With Ableton Link on (``link``: a :class:`~cadenza.engine.link.LinkSession`
+started beside the engine), each block's clock is steered onto the session's
+beat at the block's first frame on the timeline, and the tempo the engine is
+asked for (``set_tempo``) goes to the session instead of the clock.
+
 A new graph (a patch reload) is handed over with ``swap()`` and crossfaded in
 over ``CROSSFADE_S`` with equal-power gains; the graph it replaces is handed
 back through ``retired()`` so a control thread closes it, never the audio
@@ -97,6 +102,7 @@ class Engine:
         self._worker = None  # the worker lane, made on first use of ``worker``
         self._jobs_inline = False  # offline: lane jobs run at submit, so a render is deterministic
         self.input_file = None  # a FileInput that replaces the backend's audio input (play --input)
+        self.link = None  # a started LinkSession: the clock follows an Ableton Link session
         self.patch = patch
         self.graph = self.build_graph(patch)
         self.midi_map = MidiMap(patch.table("midi"), self.graph)
@@ -212,7 +218,11 @@ class Engine:
         if start_time is not None and self._followed != start:
             self.follow(start_time)
         # one numpy store, so a control thread never reads a half-updated anchor
-        self._anchor[:] = (start, time.monotonic() if start_time is None else self._due, self.lag)
+        due = time.monotonic() if start_time is None else self._due
+        self._anchor[:] = (start, due, self.lag)
+        link = self.link
+        if link is not None:
+            link.drive(self.clock, due, self.block)
         try:
             result = self._run_block(start, adc)
         except Exception as exc:  # a bug outside any node: this block is silent, the show goes on
@@ -246,7 +256,7 @@ class Engine:
             ev = due[i]
             if ev["target"] == ENGINE:
                 if ev["kind"] == Kind.TEMPO:
-                    self.clock.set_tempo(float(ev["value"]), max(int(ev["time"]) - start, 0))
+                    self.set_tempo(float(ev["value"]), max(int(ev["time"]) - start, 0))
             else:
                 graph.route(ev)
         result = graph.process(start, adc)
@@ -286,7 +296,16 @@ class Engine:
         if follow:
             bpm = graph.controls.get(f"{follow}.bpm")
             if bpm is not None and bpm[-1] > 0:
-                self.clock.set_tempo(float(bpm[-1]), 0)
+                self.set_tempo(float(bpm[-1]), 0)
+
+    def set_tempo(self, bpm: float, offset: int = 0) -> None:
+        """Audio thread: the tempo from ``offset`` frames into the coming block; with Link on, asked
+        of the session (every peer follows it, this clock a few ms later)."""
+        link = self.link
+        if link is not None:
+            link.request_tempo(bpm)
+        else:
+            self.clock.set_tempo(bpm, offset)
 
     def schedule(self, events: np.ndarray) -> None:
         """Add stamped events directly (same thread as ``process`` only: offline, scripts)."""
@@ -301,10 +320,11 @@ class Engine:
         s = self.stats
         peak = self.graph.safety.take_peak()
         peak_db = 20 * np.log10(peak) if peak > 0 else -np.inf
+        link = self.link
         return (f"load {s.load_last * 100:5.1f}% (max {s.load_max * 100:5.1f}%)  xruns {s.xruns}  "
                 f"late {s.deadline_misses}  events in {s.events_in} out {s.events_out}  errors {s.errors}  "
                 f"peak {peak_db:6.1f} dBFS  bar {self.clock.bar + 1} beat {self.clock.beat_in_bar + 1:4.2f} "
-                f"@ {self.clock.bpm:5.1f} bpm")
+                f"@ {self.clock.bpm:5.1f} bpm" + ("" if link is None else f"  {link.status()}"))
 
     def problems(self) -> dict[str, tuple[int, str]]:
         """Counters kept on the audio thread (which never prints), for a control thread's log:

@@ -49,6 +49,8 @@ TABLES = {
         "bpm": Option(float, default=120.0, lo=20.0, hi=400.0),
         "beats_per_bar": Option(int, default=4, lo=1, hi=32),
         "follow": Option(str, default="", doc="id of a beat listener whose tempo the clock follows"),
+        "link": Option(bool, default=False, doc="join an Ableton Link session (tempo, phase with quantum = "
+                                                "beats_per_bar, start/stop); needs the cadenza[link] extra"),
     },
     "midi": {
         "in": Option(str, default="", doc="input port name substring"),

@@ -214,6 +214,9 @@ class ControlLayer:
     # -- requests from OSC -------------------------------------------------------------
 
     def transport(self, word: str) -> None:
+        if self.engine.link is not None:  # every peer of the Ableton Link session, and MIDI clock out, follow
+            self.engine.link.transport(word)
+            return
         {"start": self.midi_clock.start, "stop": self.midi_clock.stop, "continue": self.midi_clock.cont}[word]()
 
     def reload(self, path: str | None) -> None:

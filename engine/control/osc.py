@@ -48,13 +48,20 @@ ADDRESSES_IN = [
                                                       "/cadenza/button is the same"),
     ("/cadenza/param/<node>/<name>", "f value", "set a node parameter, clamped to its range"),
     ("/cadenza/tempo", "f bpm", "engine tempo, 20-400 bpm (clamped)"),
-    ("/cadenza/transport", "s start, stop or continue", "transport (MIDI clock out follows)"),
+    ("/cadenza/transport", "s start, stop or continue", "transport (MIDI clock out and an Ableton Link session "
+                                                        "follow)"),
     ("/cadenza/panic", "", "all notes off, tails cut, on every node"),
     ("/cadenza/reload", "[s patch]", "build the patch (default: the playing one) off the audio thread "
                                        "and swap it in at a block boundary; on error the old one plays on"),
     ("/cadenza/patch", "s name | i index", "switch to a patch of the run's patch list (the first patch's "
                                            "[set], else its folder) by name or 0-based index, through "
                                            "the reload path; names only, never paths"),
+    ("/cadenza/link", "[d host_us[, i port]]", "with Ableton Link on: reply /cadenza/link f bpm, i peers, "
+                                               "i playing, d host_us, d link_beat, d clock_beat, f quantum — the "
+                                               "session's beat and the engine clock's at Link host time host_us "
+                                               "(this machine's Link clock, microseconds; default now) — to the "
+                                               "sender's IP at `port` (default its own); shares /cadenza/status's "
+                                               "10 replies a second"),
     ("/cadenza/status", "[i port]", "reply /cadenza/status s line, f load, i xruns, i events_in, "
                                     "i events_out, i errors to the sender's IP at `port` (default: the "
                                     "sender's own port); at most 10 replies a second per sender IP"),
@@ -275,6 +282,8 @@ class OscIn:
             self._patch(args)
         elif address == PREFIX + "/status":
             self._status(args, addr)
+        elif address == PREFIX + "/link":
+            self._link(args, addr)
         else:
             self.log.report("osc-unknown-address",
                             f"{address}: unknown address (see the README's OSC table; "
@@ -312,6 +321,28 @@ class OscIn:
                                                f"{STATUS_REPLIES_PER_S} a second; not answered")
             return
         self.layer.send_status((addr[0], port))
+
+    def _link(self, args: list, addr) -> None:
+        """Answer /cadenza/link: the Link session's beat and the engine clock's at one host time."""
+        link = self.engine.link
+        if link is None:
+            raise OscArgError("Ableton Link is off (cadenza play --link, or [clock] link = true in the patch)")
+        host_us = float(_number(args, 0, "host_us", 0.0, 1e18, default=link.host_us()))
+        port = _number(args, 1, "port", 1, 65535, default=addr[1], integer=True)
+        if not self.status_limiter.allow(addr[0], time.monotonic()):
+            self.log.report("osc-status-rate", f"/cadenza/link from {addr[0]}: more than "
+                                               f"{STATUS_REPLIES_PER_S} a second; not answered")
+            return
+        link_beat, clock_beat = link.beats_at(host_us)
+        _, _, bpm, playing, peers = link.state.tolist()
+        builder = OscMessageBuilder(PREFIX + "/link")
+        for value, tag in [(bpm, "f"), (int(peers), "i"), (int(playing), "i"), (host_us, "d"), (link_beat, "d"),
+                           (clock_beat, "d"), (link.quantum, "f")]:
+            builder.add_arg(value, tag)
+        try:
+            self.sock.sendto(builder.build().dgram, (addr[0], port))
+        except OSError as exc:
+            self.log.report("osc-send", f"/cadenza/link to {addr[0]}:{port}: {exc.strerror or exc}")
 
     def _midi(self, status: int, d1: int, d2: int, when: int) -> None:
         for kind, target, ch, a, b, value in self.engine.midi_map.events(status, d1, d2):
