@@ -84,7 +84,8 @@ def render(patch_name, out: Path, midi: Path | None = None, input_wav: Path | No
 def play(patch_name, backend: str | None, seconds: float | None, record: Path | None,
          script=None, status: bool = True, control=None, sample_rate: int | None = None,
          block: int | None = None, input_file: Path | None = None, loop: bool = False,
-         ui_port: int | None = None, ui_host: str = "127.0.0.1", **live_options) -> Path | None:
+         ui_port: int | None = None, ui_host: str = "127.0.0.1", link: bool = False,
+         **live_options) -> Path | None:
     """Play a patch live. ``script(engine)`` may schedule events before the audio starts.
 
     ``control``: a ``ControlOptions`` for the OSC / MIDI layer (default: as the patch says).
@@ -92,6 +93,8 @@ def play(patch_name, backend: str | None, seconds: float | None, record: Path | 
     ``input_file``: a sound file played as the audio input instead of the backend's (``loop``:
     again and again); played once, it ends the show when it ends unless ``seconds`` is given.
     ``ui_port``: serve the browser panel there (0: any free port) on ``ui_host``; its URL is printed.
+    ``link``: join an Ableton Link session, as the patch's ``[clock] link = true`` does (needs the
+    ``cadenza[link]`` extra: without it, a one-line error before any device opens).
     """
     from cadenza.engine.audio_io import write_wav
     from cadenza.engine.backends import backend_class, pick_live_backend
@@ -106,6 +109,11 @@ def play(patch_name, backend: str | None, seconds: float | None, record: Path | 
     engine = build_engine(patch_name, sample_rate, block)
     live = None
     try:
+        link = link or engine.patch.table("clock")["link"]
+        if link:
+            from cadenza.engine.link import load_link
+
+            load_link()
         if input_file is not None:
             from cadenza.engine.fileinput import FileInput
 
@@ -122,6 +130,11 @@ def play(patch_name, backend: str | None, seconds: float | None, record: Path | 
               + ("" if seconds else " — Ctrl-C stops"), file=sys.stderr)
         log = ErrorLog(engine.stats)
         layer = ControlLayer(engine, live, control, log)
+        session = None
+        if link:
+            from cadenza.engine.link import LinkSession
+
+            session = LinkSession(engine, log, layer.midi_clock)
 
         def tick() -> None:  # the control layer refreshes the line (and answers /cadenza/status with it)
             if status and layer.status:
@@ -130,7 +143,7 @@ def play(patch_name, backend: str | None, seconds: float | None, record: Path | 
         panel = _panel(layer, ui_host, ui_port)
         handler = capture_logging(log)  # python-osc and friends go through the same rate limiter
         try:
-            with realtime_mode(), layer, panel or contextlib.nullcontext():
+            with realtime_mode(), layer, session or contextlib.nullcontext(), panel or contextlib.nullcontext():
                 if panel is not None:
                     print(f"cadenza: panel at {panel.url}", file=sys.stderr, flush=True)
                 live.run(seconds, on_tick=tick)
@@ -202,7 +215,7 @@ def cmd_play(args) -> int:
         raise UserError("--ui-host: found no --ui, allowed only with --ui [PORT]")
     play(args.patch, args.backend, args.seconds, args.record, status=not args.quiet, control=control,
          sample_rate=args.rate, block=args.block, input_file=args.input, loop=args.loop,
-         ui_port=args.ui, ui_host=args.ui_host or "127.0.0.1", **options)
+         ui_port=args.ui, ui_host=args.ui_host or "127.0.0.1", link=args.link, **options)
     return 0
 
 
@@ -283,6 +296,8 @@ def make_parser() -> argparse.ArgumentParser:
                         "the show ends when it does, unless --loop or --seconds")
     p.add_argument("--loop", action="store_true", help="with --input: play the file again and again")
     p.add_argument("--quiet", action="store_true", help="no live status line")
+    p.add_argument("--link", action="store_true", help="join an Ableton Link session: tempo, bar phase, start/stop "
+                                                      "(as [clock] link = true; needs pip install 'cadenza[link]')")
     p.add_argument("--ui", nargs="?", const=8080, type=tcp_port, metavar="PORT",
                    help="serve the browser panel (default port 8080; 0 = any free port) and print its URL")
     p.add_argument("--ui-host", help="panel listen address (default 127.0.0.1; 0.0.0.0 opens it to the "
