@@ -192,9 +192,14 @@ class LinkSession:
 
     def status(self) -> str:
         """``link 1 peer 120.00 bpm playing`` for the status line."""
+        now = self.panel()
+        return (f"link {now['peers']} peer{'' if now['peers'] == 1 else 's'} {now['bpm']:.2f} bpm "
+                f"{'playing' if now['playing'] else 'stopped'}")
+
+    def panel(self) -> dict:
+        """What the browser panel shows: peers, the session's tempo (bpm), whether it plays."""
         _, _, bpm, playing, peers = self.state.tolist()
-        return (f"link {int(peers)} peer{'' if peers == 1 else 's'} {bpm:.2f} bpm "
-                f"{'playing' if playing else 'stopped'}")
+        return {"peers": int(peers), "bpm": round(bpm, 2), "playing": bool(playing)}
 
     # -- the audio thread -----------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ start/stop agree); the clock's lock and MIDI clock's bar-aligned Start; without 
 from __future__ import annotations
 
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -15,8 +16,12 @@ import pytest
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
+from cadenza.engine.backends.null import NullBackend
 from cadenza.engine.clock import Clock
+from cadenza.engine.control import ControlOptions
 from cadenza.engine.control.midiclock import CLOCK, PPQN, START, MidiClock
+from cadenza.engine.link import LinkSession
+from tests.helpers import SYNTH_ONLY, engine_from_toml, wait_for
 
 QUANTUM = 4
 BEAT_TOLERANCE = 0.01  # beats
@@ -114,7 +119,12 @@ class Peer:
 @pytest.fixture(scope="module")
 def peers(tmp_path_factory):
     """Two Cadenza processes (100 and 120 bpm patches) that have found each other."""
-    pytest.importorskip("link", reason="needs the cadenza[link] extra (CI installs it)")
+    try:
+        import link  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the cadenza[link] extra is not installed: CI must install it (.ci/setup)")
+        pytest.skip("needs the cadenza[link] extra: pip install -e '.[link]'")
     tmp = tmp_path_factory.mktemp("link")
     a, b = Peer(tmp, "a", 100.0, link_in_patch=True), Peer(tmp, "b", 120.0, link_in_patch=False)
     try:
@@ -180,6 +190,33 @@ def test_start_and_stop_reach_the_other_peer(peers):
         receiver.wait_for(lambda ans: ans["playing"] == playing, f"{word} reaches the other peer")
         sender.wait_for(lambda ans: ans["playing"] == playing, f"{word} on the peer that sent it")
         assert_in_phase(a, b)
+
+
+def test_the_status_line_and_the_panel_show_peers_and_link_tempo(peers, tmp_path):
+    """A third peer in this process, with the browser panel open in headless Chromium."""
+    from tests.panel_browser import chromium_driver, element, panel_open, text_of
+
+    engine = engine_from_toml(SYNTH_ONLY, tmp_path)
+    backend = NullBackend(engine, record=False)
+    driver = chromium_driver()
+    try:
+        with panel_open(driver, engine, backend, ControlOptions(osc=False, midi=False)) as (layer, _):
+            with LinkSession(engine, layer.log, layer.midi_clock):
+                element(driver, "#link")
+                assert wait_for(lambda: text_of(driver, "link-peers") == "2", WAIT_S), text_of(driver, "link-peers")
+                bpm = peers[0].ask()["bpm"]
+                assert wait_for(lambda: float(text_of(driver, "link-bpm")) == pytest.approx(bpm, abs=0.01), WAIT_S)
+                assert f"link 2 peers {bpm:.2f} bpm" in engine.status_line()
+                assert engine.clock.bpm == pytest.approx(bpm, abs=0.01)  # this engine took the session's tempo
+            assert wait_for(lambda: not element_shown(driver, "link"), WAIT_S)  # left the session: hidden
+    finally:
+        driver.quit()
+        backend.close()
+        engine.close()
+
+
+def element_shown(driver, element_id: str) -> bool:
+    return driver.execute_script(f"return !document.getElementById({element_id!r}).hidden")
 
 
 @pytest.mark.parametrize("how", ["flag", "patch"])

@@ -2,7 +2,7 @@
 
 :func:`describe` lists what changes only with the patch (nodes, their params
 with units and ranges, the listeners, the patch list); :class:`Frames` reads
-what moves (meters, clock, params, listener controls) into one small dict
+what moves (meters, clock, Ableton Link, params, listener controls) into one small dict
 per frame, at most ``FRAME_HZ`` times a second. Every read here is a plain
 load of a float the audio thread stores (numpy arrays, counters): nothing
 locks, nothing waits, and the audio thread never knows the panel exists.
@@ -85,6 +85,9 @@ class Frames:
             "params": {node.id: [round(float(v), 6) for v in node.params] for node in graph.nodes
                        if node.PARAMS},
         }
+        link = engine.link
+        if link is not None:
+            frame["link"] = link.panel()
         roles = self._roles
         if "beat" in roles:
             frame["listener_beat"] = self._beat(graph, roles["beat"])

@@ -161,11 +161,20 @@ function showFrame(f) {
   $("beat").textContent = Math.floor(f.beat);
   $("bpm").textContent = f.bpm.toFixed(1);
   showBeatDots(f);
+  showLink(f.link);
   showParams(f.params, f.learn);
   if (f.listener_beat) showBeat(f.listener_beat);
   if (f.pitch) showPitch(f.pitch);
   if (f.chords) { $("chord").textContent = f.chords.chord; $("key").textContent = f.chords.key; }
   $("status").textContent = f.status || "";
+}
+
+function showLink(link) {
+  $("link").hidden = !link;
+  if (!link) return;
+  $("link-peers").textContent = link.peers;
+  $("link-bpm").textContent = link.bpm.toFixed(2);
+  $("link-playing").textContent = link.playing ? "playing" : "stopped";
 }
 
 function showBeatDots(f) {
