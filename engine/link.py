@@ -37,6 +37,7 @@ from cadenza.engine.events import BROADCAST, Kind
 
 EXTRA = "cadenza[link]"
 POLL_S = 0.005  # how often the link thread samples the session, s
+SAME_TEMPO_BPM = 0.005  # a tempo request closer than this to the session's is none (Link rounds its tempo)
 
 
 class LinkMissing(CadenzaError):
@@ -212,6 +213,7 @@ class LinkSession:
         self._block[:] = (t0 + frames / clock.sample_rate, end, rate)
 
     def request_tempo(self, bpm: float) -> None:
-        """Ask the session for ``bpm`` (audio thread: one store; the link thread commits it)."""
-        if math.isfinite(bpm) and bpm != self._tempo_request[1]:
+        """Ask the session for ``bpm`` unless it is at it already (audio thread: one store; the link
+        thread commits the latest request at its next poll)."""
+        if math.isfinite(bpm) and abs(bpm - self.state[2]) >= SAME_TEMPO_BPM:  # state[2]: the session's bpm
             self._tempo_request[:] = (self._tempo_request[0] + 1.0, bpm)

@@ -172,7 +172,7 @@ def test_two_peers_share_tempo_and_bar_phase(peers):
 
 def test_a_tempo_change_on_one_peer_reaches_the_other(peers):
     a, b = peers
-    for sender, receiver, bpm in ((a, b, 133.0), (b, a, 91.5)):
+    for sender, receiver, bpm in ((a, b, 133.0), (b, a, 91.5), (a, b, 133.0)):  # the last: asked again
         sender.send("/cadenza/tempo", bpm)
         receiver.wait_for(lambda ans: abs(ans["bpm"] - bpm) < 0.01, f"{bpm} bpm reaches the other peer")
         sender.wait_for(lambda ans: abs(ans["bpm"] - bpm) < 0.01, f"{bpm} bpm on the peer that set it")
