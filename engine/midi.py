@@ -144,6 +144,32 @@ def read_midi_file(path: str | Path) -> list[tuple[float, list[int]]]:
     return out
 
 
+NOTES_OUT_BPM = 120.0  # the tempo a notes-out file is written at: one tick is 1/960 s
+NOTES_OUT_TICKS = 480  # ticks per beat
+
+
+def write_notes_file(path: str | Path, notes: dict[str, np.ndarray], sample_rate: int) -> None:
+    """A standard MIDI file (type 1, tempo 120, 480 ticks per beat: a tick is 1/960 s) with one
+    track per named source, holding its NOTE_ON / NOTE_OFF events (EVENT_DTYPE rows, absolute
+    sample times) at their samples, rounded to the nearest tick."""
+    ticks_per_sample = NOTES_OUT_TICKS * NOTES_OUT_BPM / 60.0 / sample_rate
+    midi = mido.MidiFile(type=1, ticks_per_beat=NOTES_OUT_TICKS)
+    midi.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(NOTES_OUT_BPM))]))
+    for name, events in notes.items():
+        track = mido.MidiTrack([mido.MetaMessage("track_name", name=name)])
+        events = np.sort(events, order="time", kind="stable")
+        last = 0
+        for ev in events:
+            tick = round(int(ev["time"]) * ticks_per_sample)
+            on = int(ev["kind"]) == Kind.NOTE_ON
+            track.append(mido.Message("note_on" if on else "note_off", channel=int(ev["channel"]) & 15,
+                                      note=int(ev["a"]) & 127, velocity=int(ev["b"]) & 127 if on else 0,
+                                      time=tick - last))
+            last = tick
+        midi.tracks.append(track)
+    midi.save(str(path))
+
+
 def midi_to_events(messages, midi_map: MidiMap, sample_rate: int, offset_s: float = 0.0) -> np.ndarray:
     """Stamp timed MIDI messages as engine events at ``sample_rate`` (an event array)."""
     rows = []

@@ -23,6 +23,8 @@ NODE_TYPES: dict[str, str] = {
     "ddsp": "cadenza.instruments.voices.ddsp:DDSPVoice",
     "synth": "cadenza.instruments.voices.synth:PolySynth",
     "genie": "cadenza.instruments.generators.genie:GenieNode",
+    "drums": "cadenza.instruments.generators.drums:DrumGenerator",
+    "bass": "cadenza.instruments.generators.bass:BassGenerator",
     "soundfont": "cadenza.instruments.voices.soundfont:SoundFontVoice",
     "pyo_rack": "cadenza.instruments.effects.pyo_rack:PyoRack",
     "safety": "cadenza.engine.safety:Safety",

@@ -55,11 +55,13 @@ def build_engine(patch_name, sample_rate=None, block=None):
 
 def render(patch_name, out: Path, midi: Path | None = None, input_wav: Path | None = None,
            tail_s: float = 2.0, sample_rate: int | None = None, block: int | None = None,
-           quiet: bool = False) -> np.ndarray:
-    """Render a patch offline from a MIDI file and/or input audio to ``out`` (WAV)."""
+           quiet: bool = False, notes_out: Path | None = None) -> np.ndarray:
+    """Render a patch offline from a MIDI file and/or input audio to ``out`` (WAV); ``notes_out``:
+    also write the notes the patch's generators played, at their samples, as a MIDI file."""
     from cadenza.engine.audio_io import read_audio, write_wav
     from cadenza.engine.backends.offline import OfflineBackend
-    from cadenza.engine.midi import midi_to_events, read_midi_file
+    from cadenza.engine.events import Kind
+    from cadenza.engine.midi import midi_to_events, read_midi_file, write_notes_file
 
     if midi is None and input_wav is None:
         raise UserError("render needs --midi IN.mid, --input IN.wav, or both")
@@ -73,9 +75,20 @@ def render(patch_name, out: Path, midi: Path | None = None, input_wav: Path | No
                   int(events["time"].max()) + 1 if events is not None and len(events) else 0)
         frames = end + int(tail_s * sr)
         bar, update = _progress(frames, f"render {Path(out).name}")
+        generated = []
+
+        def keep_generated(_block: int) -> None:
+            rows = engine.outbound.pop_all()
+            generated.append(rows[np.isin(rows["kind"], (Kind.NOTE_ON, Kind.NOTE_OFF)) & (rows["target"] >= 0)])
+
         with bar:
-            audio = OfflineBackend(engine).render(frames, adc, events, None if quiet else update)
+            audio = OfflineBackend(engine).render(frames, adc, events, None if quiet else update,
+                                                  keep_generated if notes_out is not None else None)
         write_wav(out, audio, sr)
+        if notes_out is not None:
+            rows = np.concatenate(generated) if generated else np.zeros(0, engine.outbound.buf.dtype)
+            nodes = engine.graph.nodes
+            write_notes_file(notes_out, {nodes[i].id: rows[rows["target"] == i] for i in np.unique(rows["target"])}, sr)
         return audio
     finally:
         engine.close()
@@ -186,8 +199,8 @@ def cmd_patches(args) -> int:
 
 
 def cmd_render(args) -> int:
-    render(args.patch, args.out, args.midi, args.input, args.tail, args.rate, args.block)
-    print(f"cadenza: wrote {args.out}", file=sys.stderr)
+    render(args.patch, args.out, args.midi, args.input, args.tail, args.rate, args.block, notes_out=args.notes_out)
+    print(f"cadenza: wrote {args.out}" + (f" and {args.notes_out}" if args.notes_out else ""), file=sys.stderr)
     return 0
 
 
@@ -268,6 +281,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--midi", type=Path, help="MIDI file to play")
     p.add_argument("--input", type=Path, help="audio file fed to the patch's input (resampled)")
     p.add_argument("--out", type=Path, required=True, help="output WAV")
+    p.add_argument("--notes-out", type=Path, help="MIDI file of the notes the generators played, at their samples "
+                                                  "(tempo 120, 480 ticks per beat: a tick is 1/960 s)")
     p.add_argument("--tail", type=tail_seconds, default=2.0, help="seconds rendered after the last event (≤ 600)")
     p.add_argument("--rate", type=int, help="sample rate, Hz (default: the patch's)")
     p.add_argument("--block", type=int, help="block size, frames (default: the patch's)")

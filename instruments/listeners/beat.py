@@ -13,6 +13,8 @@ block publishes
   the tracker is not confident (silence);
 - ``bar_phase``: position inside the bar, 0 at the downbeat, rising to 1;
   0 until the bar is known and while the tracker is not confident;
+- ``beats_per_bar``: the bar's length in beats that ``bar_phase`` counts (0
+  at the same times);
 
 and emits ``Kind.BEAT`` events (value = bpm, a = beat index) at the sample
 where the tracker places the beat — the predicted sample when it is locked,
@@ -126,6 +128,7 @@ class BeatTracker(Node):
         "confidence": "0..1 belief in the beat phase (0 when silent)",
         "next_beat_s": "seconds from the block start to the next predicted beat",
         "bar_phase": "position in the bar, 0 at the downbeat .. 1 (0 until the bar is known)",
+        "beats_per_bar": "beats in the bar bar_phase counts (0 until the bar is known)",
     }
 
     def __init__(self, node_id: str, **options):
@@ -225,6 +228,8 @@ class BeatTracker(Node):
 
     def process(self, io: NodeIO) -> None:
         x = io.inputs["in"][0]
-        n = self._run(x, io.block_start, io.published)
+        out = io.published
+        n = self._run(x, io.block_start, out)
+        out["beats_per_bar"][:] = self.bar[bar_kernels.B_M] if self.st[bk.S_ACTIVE] > 0.0 else 0.0
         for k in range(n):
             io.emit(int(self.ev_off[k]), KINDS[self.ev_kind[k]], 0, int(self.ev_a[k]), 0, float(self.ev_val[k]))

@@ -1,0 +1,239 @@
+"""The musical grid generators play on: where this block's grid points fall, in samples.
+
+A generator owns a :class:`Grid` and, once per block, asks for the points of its
+grid that fall inside the block: ``division`` steps per beat (1 quarters, 2
+eighths, 3 triplets, 4 sixteenths), the off-beat pushed late by ``swing`` (the
+off-beat eighth's place in the beat: 0.5 straight, 2/3 a triplet swing), each
+point with its beat, its place in the bar and the bar's number. It schedules
+its notes at those samples, so they sound *on* the beat, not after it.
+
+Where the beat comes from:
+
+- **a beat listener** (``follow`` = its node id): the next beat as the listener
+  predicted it at the end of the previous block, its tempo, its bar
+  (``bar_phase`` and ``beats_per_bar``). Every point is placed by a prediction
+  made at least one block before the point sounds;
+- **the engine clock** (``clock.beat``, ``clock.bpm``: the patch's tempo, the
+  tempo of a listener the clock follows, or a Link session the clock joins)
+  while the listener is unsure (confidence below ``conf_min``, or silent), or
+  when no listener is named.
+
+Musical time stays continuous through a hand-over and through a listener's
+change of mind: the grid takes the new source's phase at the nearest beat,
+never plays a point twice; a point a jump forward left less than ``LATE_S``
+behind sounds at once, one further behind is skipped (never crowded in). The bar follows the listener's downbeats while it is sure of them, else
+the clock's bars (``[clock] beats_per_bar``) until a listener has shown one.
+
+All of it is per-block arithmetic on a few floats; :meth:`Grid.advance` fills
+preallocated arrays and allocates nothing that grows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cadenza.engine.events import Kind
+from cadenza.engine.node import Node, Option, Param
+
+DIVISIONS = {"quarter": 1, "eighth": 2, "triplet": 3, "sixteenth": 4}
+MAX_POINTS = 16  # per block: a sixteenth grid at 400 BPM in a 1024-frame block at 44.1 kHz has 4
+LATE_S = 0.03  # a point a jump forward left this little behind still sounds, at the block's start
+BAR_SURE = (0.2, 0.8)  # the listener's bar is read only this far into a beat: its count moves at the beat
+
+GRID_OPTIONS = {
+    "follow": Option(str, default="", doc="id of the beat listener whose predicted beats and bar the "
+                                          "notes land on; '' plays on the engine clock"),
+    "division": Option(str, default="eighth", choices=tuple(DIVISIONS), doc="grid steps per beat"),
+    "conf_min": Option(float, default=0.3, lo=0.0, hi=1.0,
+                       doc="listener confidence below which the grid falls back to the engine clock"),
+    "ahead_ms": Option(float, default=0.0, lo=0.0, hi=100.0,
+                       doc="notes are placed this long before their grid point: the output's latency "
+                           "to the band's ears, live (0 offline)"),
+}
+GRID_PARAMS = {
+    "swing": Param(0.5, 0.5, 0.75, "beat", "where the off-beat eighth falls in the beat: 0.5 straight, "
+                                           "0.67 triplet swing"),
+}
+
+
+class Grid:
+    """A generator's grid: ``advance(io)`` once per block, then ``count`` points in
+    ``offset`` (frame in the block), ``step`` (absolute step number), ``beat``
+    (absolute beat number), ``sub`` (step within the beat), ``beat_in_bar`` and ``bar``.
+
+    ``options``: the node's options (the keys of :data:`GRID_OPTIONS`); ``swing`` is
+    read each block from the node's param array at index ``swing_index``.
+    """
+
+    def __init__(self, options: dict, clock_beats_per_bar: int = 4):
+        self.follow = options["follow"]
+        self.division = DIVISIONS[options["division"]]
+        self.conf_min = float(options["conf_min"])
+        self.ahead_ms = float(options["ahead_ms"])
+        self.clock_meter = clock_beats_per_bar
+        self.offset = np.zeros(MAX_POINTS, np.int64)
+        self.step = np.zeros(MAX_POINTS, np.int64)
+        self.beat = np.zeros(MAX_POINTS, np.int64)
+        self.sub = np.zeros(MAX_POINTS, np.int64)
+        self.beat_in_bar = np.zeros(MAX_POINTS, np.int64)
+        self.bar = np.zeros(MAX_POINTS, np.int64)
+        self.count = 0
+        self.samples_per_beat = 0.0  # this block's beat length, samples
+        self.locked = False  # this block's points were placed by the listener's prediction
+
+    def reads(self) -> dict[str, str]:
+        """The controls the node must read (merge into its ``reads``)."""
+        reads = {"clock_beat": "clock.beat", "clock_bpm": "clock.bpm"}
+        if self.follow:
+            reads |= {f"grid_{name}": f"{self.follow}.{name}"
+                      for name in ("next_beat_s", "bpm", "confidence", "bar_phase", "beats_per_bar")}
+        return reads
+
+    def prepare(self, sample_rate: int) -> None:
+        self.sample_rate = float(sample_rate)
+        self.ahead = self.ahead_ms * 1e-3 * sample_rate
+
+    def reset(self) -> None:
+        self.pos = math.nan  # musical position (beats) at the next block's first frame; nan: not started
+        self.next_step = 0  # the next step to play
+        self.pred = -1.0  # the listener's next beat (absolute sample) at the previous block's end; < 0 none
+        self.pred_spb = 0.0
+        self.meter = self.clock_meter
+        self.downbeat = 0  # a beat number that starts a bar
+        self.last_beat, self.last_beat_sample = -1, 0.0  # the latest beat the grid played, and its sample
+        self.count = 0
+        self.locked = False
+
+    def place(self, sub_frac: float, swing: float) -> float:
+        """Where a step that is ``sub_frac`` (0..1) into its beat lands, in beats, with ``swing``."""
+        if sub_frac < 0.5:
+            return sub_frac * 2.0 * swing
+        return swing + (sub_frac - 0.5) * 2.0 * (1.0 - swing)
+
+    def position(self, step: int, swing: float) -> float:
+        """Musical position (beats) of absolute ``step``."""
+        beat, sub = divmod(step, self.division)
+        return beat + self.place(sub / self.division, swing)
+
+    def advance(self, io, swing: float = 0.5) -> int:
+        """Find this block's grid points (``count`` of them, in the arrays); returns ``count``."""
+        c = io.controls
+        s0, frames = io.block_start, io.frames
+        self.locked = self.pred >= 0.0
+        if self.locked:
+            spb = self.pred_spb
+            pred = self.pred
+            while pred < s0:  # predicted for a frame the previous block ended on
+                pred += spb
+            ahead = (pred - s0) / spb
+            anchor = 0.0 if math.isnan(self.pos) else self.pos
+            self.next_beat = round(anchor + ahead)
+            self.next_beat_sample = pred
+            pos0 = self.next_beat - ahead
+        else:
+            bpm = float(c["clock_bpm"][0])
+            spb = 60.0 * self.sample_rate / max(bpm, 1.0)
+            clock = float(c["clock_beat"][0])
+            pos0 = clock if math.isnan(self.pos) else clock + round(self.pos - clock)
+        self.samples_per_beat = spb
+        self.pos0, self.s0 = pos0, s0
+        if math.isnan(self.pos) or self.position(self.next_step, swing) < pos0 - 1.0:
+            # the first block, or a jump forward past a whole beat: start at the next point
+            self.next_step = math.ceil((pos0 - 1.0) * self.division)
+            while self.position(self.next_step, swing) < pos0:
+                self.next_step += 1
+        end, late = s0 + frames, LATE_S * self.sample_rate
+        n = 0
+        while n < MAX_POINTS:
+            at = self.position(self.next_step, swing)
+            t = self.sample_of(at) - self.ahead
+            if t >= end:
+                break
+            if t >= s0 - late:
+                beat, sub = divmod(self.next_step, self.division)
+                self.offset[n] = min(max(round(t - s0), 0), frames - 1)
+                self.step[n] = self.next_step
+                self.beat[n] = beat
+                self.sub[n] = sub
+                self.bar[n], self.beat_in_bar[n] = divmod(beat - self.downbeat, self.meter)
+                if sub == 0:
+                    self.last_beat, self.last_beat_sample = beat, t + self.ahead
+                n += 1
+            self.next_step += 1
+        self.count = n
+        self.pos = pos0 + frames / spb
+        if self.follow:
+            self._listen(c, s0, frames)
+        return n
+
+    def sample_of(self, at: float) -> float:
+        """The (absolute, fractional) sample of musical position ``at`` by this block's beat: inside the
+        beat that ends on the listener's predicted beat, between where that beat began (where the grid
+        played it) and the prediction, so the points between two beats divide the beat the band plays."""
+        if self.locked:
+            nb, pred = self.next_beat, self.next_beat_sample
+            if nb - 1 <= at < nb and self.last_beat == nb - 1:
+                span = pred - self.last_beat_sample
+                if 0.5 * self.samples_per_beat < span < 1.5 * self.samples_per_beat:
+                    return self.last_beat_sample + (at - (nb - 1)) * span
+            return pred + (at - nb) * self.samples_per_beat
+        return self.s0 + (at - self.pos0) * self.samples_per_beat
+
+    def _listen(self, c, s0: int, frames: int) -> None:
+        """Keep the listener's prediction (and bar) as it stands at this block's last frame."""
+        conf = float(c["grid_confidence"][-1])
+        bpm = float(c["grid_bpm"][-1])
+        nxt = float(c["grid_next_beat_s"][-1])
+        if conf < self.conf_min or bpm <= 0.0 or nxt <= 0.0:
+            self.pred = -1.0
+            return
+        self.pred = s0 + nxt * self.sample_rate
+        self.pred_spb = 60.0 * self.sample_rate / bpm
+        meter = int(c["grid_beats_per_bar"][-1])
+        into = 1.0 - (self.pred - (s0 + frames)) / self.pred_spb  # how far into its beat the block ends
+        if meter >= 2 and BAR_SURE[0] < into < BAR_SURE[1]:
+            beat_now = math.floor(self.pos - 1e-9)  # our number of the beat the block ends in
+            counted = int(float(c["grid_bar_phase"][-1]) * meter + 1e-6)  # the listener's count of it
+            self.meter = meter
+            self.downbeat = (beat_now - counted) % meter
+
+
+class GridGenerator(Node):
+    """Base of the generators that play on a :class:`Grid`: it adds the grid's options and
+    params, reads its controls, and gives :meth:`play` (a note on at a point, its note
+    off ``length`` samples later). A subclass fills :meth:`on_point`."""
+
+    OPTIONS = GRID_OPTIONS | {
+        "channel": Option(int, default=0, lo=0, hi=15, doc="MIDI channel of the notes sent"),
+        "seed": Option(int, default=0, lo=0, hi=2**31 - 1, doc="seed of every random choice"),
+    }
+    PARAMS = GRID_PARAMS
+
+    def __init__(self, node_id: str, **options):
+        super().__init__(node_id, **options)
+        self.grid = Grid(self.options)
+        self.reads = dict(self.grid.reads())
+
+    def prepare(self, ctx) -> None:
+        self.sample_rate = float(ctx.sample_rate)
+        self.grid.prepare(ctx.sample_rate)
+
+    def reset(self) -> None:
+        self.grid.reset()
+        self.rng = np.random.default_rng(self.options["seed"])
+
+    def play(self, io, offset: int, note: int, velocity: int, length: int) -> None:
+        """NOTE_ON ``offset`` frames into the block, its NOTE_OFF ``length`` samples later."""
+        channel = self.options["channel"]
+        io.emit(offset, Kind.NOTE_ON, channel, note, min(max(velocity, 1), 127))
+        io.emit(offset + max(length, 1), Kind.NOTE_OFF, channel, note, 0)
+
+    def process(self, io) -> None:
+        g = self.grid
+        for k in range(g.advance(io, float(self.params[self.P.swing]))):
+            self.on_point(io, k)
+
+    def on_point(self, io, k: int) -> None:
+        """Play what falls on the grid's point ``k`` of this block (``self.grid.offset[k]`` ...)."""
