@@ -17,8 +17,9 @@ Scored from the MIDI file it writes:
 - **chord tones**: the share of bass notes (after 4 s) whose pitch class is in the true
   chord of the beat the note is on (its nearest true beat).
 
-Side by side: the same patch with no beat listener (``follow = ""`` for the drums, the
-bass and the clock: the engine clock alone, at the patch's 120 BPM). Goals (issue 18):
+Side by side: the same patch with a bass that only listens (``anticipate = false``: no memory
+of the progression), and with no beat listener (``follow = ""`` for the drums, the bass and
+the clock: the engine clock alone, at the patch's 120 BPM). Goals (issue 18):
 on steady and swing clips median <= 5 ms and p90 <= the beat bench's predicted-beat p90
 of that kind + 5 ms (read from bench/results/beat.json); ramp p90 <= 40 ms; rubato
 reported, not gated; chord tones >= 0.90. Writes bench/results/band.json, band.png.
@@ -56,17 +57,28 @@ GOALS = {"median_ms": 5.0, "beat_p90_margin_ms": 5.0, "ramp_p90_ms": 40.0, "chor
 TRIADS = ((0, 4, 7), (0, 3, 7))
 
 
-def patch_for(clip: Clip, listen: bool, folder: Path) -> Path:
-    """band_follow.toml as the clip plays it: the clip's swing on the drums; no listener when ``listen`` is off."""
+SYSTEMS = {  # name -> (follow the beat listener, the bass anticipates the progression)
+    "band_follow": (True, True),
+    "bass listening only": (True, False),
+    "engine clock": (False, True),
+}
+
+
+def patch_for(clip: Clip, system: str, folder: Path) -> Path:
+    """band_follow.toml as the clip plays it in ``system``: the clip's swing on the drums; no beat listener
+    (the engine clock) or a bass that does not anticipate, as :data:`SYSTEMS` says."""
+    listen, anticipate = SYSTEMS[system]
     doc = tomlkit.parse(PATCH.read_text())
     for node in doc["node"]:
         if node["id"] == "drums":
             node["swing"] = round(clip.spec.swing, 4)
+        if node["type"] == "bass":
+            node["anticipate"] = anticipate
         if not listen and node["type"] in ("drums", "bass"):
             node["follow"] = ""
     if not listen:
         doc["clock"]["follow"] = ""
-    path = folder / f"{clip.spec.name}-{'listen' if listen else 'clock'}.toml"
+    path = folder / f"{clip.spec.name}-{system.replace(' ', '-')}.toml"
     path.write_text(tomlkit.dumps(doc))
     return path
 
@@ -111,13 +123,13 @@ def score(clip: Clip, notes: dict) -> dict:
     return row
 
 
-def play(clip: Clip, listen: bool, folder: Path) -> tuple[dict, float]:
+def play(clip: Clip, system: str, folder: Path) -> tuple[dict, float]:
     wav = folder / f"{clip.spec.name}.wav"
     if not wav.exists():
         sf.write(str(wav), clip.audio, SR, subtype="FLOAT")
-    mid = folder / f"{clip.spec.name}-{listen}.mid"
+    mid = folder / f"{clip.spec.name}-{system.replace(' ', '-')}.mid"
     t0 = time.perf_counter()
-    render(patch_for(clip, listen, folder), folder / "mix.wav", input_wav=wav, tail_s=0.0, quiet=True, notes_out=mid)
+    render(patch_for(clip, system, folder), folder / "mix.wav", input_wav=wav, tail_s=0.0, quiet=True, notes_out=mid)
     return notes_on(mid), time.perf_counter() - t0
 
 
@@ -210,12 +222,12 @@ def main(argv=None) -> int:
     parser.add_argument("--part", default="test", choices=("test", "tune"), help="held-out clips (test) or tune clips")
     args = parser.parse_args(argv)
     clips = load_clips(args.part, args.quick)
-    rows: dict[str, list[dict]] = {"band_follow": [], "engine clock": []}
+    rows: dict[str, list[dict]] = {system: [] for system in SYSTEMS}
     elapsed = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         for clip in clips:
-            for system, listen in (("band_follow", True), ("engine clock", False)):
-                notes, seconds = play(clip, listen, Path(tmp))
+            for system in SYSTEMS:
+                notes, seconds = play(clip, system, Path(tmp))
                 elapsed += seconds
                 rows[system].append(score(clip, notes))
             s = rows["band_follow"][-1]
@@ -229,7 +241,7 @@ def main(argv=None) -> int:
                "part": args.part, "clips": [c.spec.name for c in clips], "systems": summaries,
                "goals": goal_rows(summaries["band_follow"], beat_p90_by_kind(),
                                   [h for r in rows["band_follow"] for h in r["chord_tone"]]),
-               "render_s": elapsed, "audio_s": float(sum(len(c.audio) for c in clips) / SR) * 2}
+               "render_s": elapsed, "audio_s": float(sum(len(c.audio) for c in clips) / SR) * len(SYSTEMS)}
     out = RESULTS if args.part == "test" and not args.quick else RESULTS.with_name(
         f"band{'-quick' if args.quick else ''}{'-tune' if args.part == 'tune' else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
