@@ -14,14 +14,19 @@ Where the beat comes from:
   (``bar_phase`` and ``beats_per_bar``). Every point is placed by a prediction
   made at least one block before the point sounds;
 - **the engine clock** (``clock.beat``, ``clock.bpm``: the patch's tempo, the
-  tempo of a listener the clock follows, or a Link session the clock joins)
-  while the listener is unsure (confidence below ``conf_min``, or silent), or
-  when no listener is named.
+  tempo of a listener the clock follows, or a Link session the clock joins):
+  with no listener named, its tempo and phase; while the named listener is
+  unsure (confidence below ``conf_min``), or lost — a beat it predicted keeps
+  moving later, or jumps, ``DRIFT`` of a beat, as when the band stops — the band's time
+  goes on from the last beat played, at the listener's last believed tempo, so
+  the parts play through a break in time; the listener is believed again once
+  ``KEPT`` beats in a row, a beat apart, arrived where it predicted them.
 
 Musical time stays continuous through a hand-over and through a listener's
-change of mind: the grid takes the new source's phase at the nearest beat,
+change of mind: the grid takes the listener's phase at the nearest beat,
 never plays a point twice; a point a jump forward left less than ``LATE_S``
-behind sounds at once, one further behind is skipped (never crowded in). The bar follows the listener's downbeats while it is sure of them, else
+behind (or the beat a lost band never played) sounds at once, one further
+behind is skipped (never crowded in). The bar follows the listener's downbeats while it is sure of them, else
 the clock's bars (``[clock] beats_per_bar``) until a listener has shown one.
 
 All of it is per-block arithmetic on a few floats; :meth:`Grid.advance` fills
@@ -39,6 +44,12 @@ from cadenza.engine.node import Node, Option, Param
 
 DIVISIONS = {"quarter": 1, "eighth": 2, "triplet": 3, "sixteenth": 4}
 MAX_POINTS = 16  # per block: a sixteenth grid at 400 BPM in a 1024-frame block at 44.1 kHz has 4
+DRIFT = 0.15  # beats: a predicted beat pushed this much later than first predicted: the listener is lost
+JUMP = 0.15  # beats: a prediction this far from where the grid's own time puts the beat: the listener is lost
+HELD = 0.5  # beats: a predicted beat seen this far ahead that arrives where it said is held
+KEPT = 2  # a lost listener is believed again after this many held beats in a row, a beat apart
+SURE_GAIN = 0.02  # per block: how fast the believed beat length follows the listener's
+STILL = 0.03  # beats: ... while the beat it predicts has moved less than this since first predicted
 LATE_S = 0.03  # a point a jump forward left this little behind still sounds, at the block's start
 BAR_SURE = (0.2, 0.8)  # the listener's bar is read only this far into a beat: its count moves at the beat
 
@@ -103,6 +114,12 @@ class Grid:
         self.meter = self.clock_meter
         self.downbeat = 0  # a beat number that starts a bar
         self.last_beat, self.last_beat_sample = -1, 0.0  # the latest beat the grid played, and its sample
+        self.sure_spb = 0.0  # the listener's beat length while it is believed, smoothed, samples
+        self.lost = False
+        self.watched_first, self.watched_last = -1.0, -1.0  # where the beat watched was first, last predicted (< 0: none)
+        self.watched_seen = self.watched_seen_last = 0  # blocks it was first and last predicted in
+        self.kept, self.kept_at = 0, -1e18  # beats in a row that arrived as predicted, a beat apart; the last one
+        self.judged, self.found = -1e18, False  # the beat judged last; whether a lost listener was just found
         self.count = 0
         self.locked = False
 
@@ -127,15 +144,21 @@ class Grid:
             pred = self.pred
             while pred < s0:  # predicted for a frame the previous block ended on
                 pred += spb
-            ahead = (pred - s0) / spb
             anchor = 0.0 if math.isnan(self.pos) else self.pos
+            self._watch(pred, spb, s0, round(anchor + (pred - s0) / spb) - anchor)
+            self.locked = not self.lost
+        if self.locked:
+            ahead = (pred - s0) / spb
             self.next_beat = round(anchor + ahead)
             self.next_beat_sample = pred
             pos0 = self.next_beat - ahead
+        elif self.follow and self.last_beat >= 0 and self.sure_spb > 0.0:  # the band's time goes on from the last beat played
+            spb = self.sure_spb
+            pos0 = self.last_beat + (s0 - self.last_beat_sample) / spb
         else:
             bpm = float(c["clock_bpm"][0])
             spb = 60.0 * self.sample_rate / max(bpm, 1.0)
-            clock = float(c["clock_beat"][0])
+            clock = float(c["clock_beat"][0])  # the clock is the grid: its phase too (a Link session's)
             pos0 = clock if math.isnan(self.pos) else clock + round(self.pos - clock)
         self.samples_per_beat = spb
         self.pos0, self.s0 = pos0, s0
@@ -144,7 +167,8 @@ class Grid:
             self.next_step = math.ceil((pos0 - 1.0) * self.division)
             while self.position(self.next_step, swing) < pos0:
                 self.next_step += 1
-        end, late = s0 + frames, LATE_S * self.sample_rate
+        end = s0 + frames
+        late = max(LATE_S * self.sample_rate, DRIFT * spb + frames)  # or the beat a lost band never played
         n = 0
         while n < MAX_POINTS:
             at = self.position(self.next_step, swing)
@@ -167,6 +191,44 @@ class Grid:
         if self.follow:
             self._listen(c, s0, frames)
         return n
+
+    def _watch(self, pred: float, spb: float, s0: int, beats_ahead: float) -> None:
+        """Follow how the listener's prediction of each beat moves. A beat pushed ``DRIFT`` of a beat
+        later than first predicted, or predicted ``JUMP`` away from where the grid's own time puts
+        it, means the band stopped or the listener lost it (``lost``); a lost listener is believed
+        again once ``KEPT`` beats in a row, a beat apart, each predicted ``HELD`` of a beat ahead,
+        arrived where it said. ``sure_spb`` follows its beat length while it is believed and the
+        beat it predicts holds within ``STILL`` of where it first said.
+        ``beats_ahead``: how far the grid's own time puts the predicted beat after ``s0``, in beats."""
+        if self.watched_first > 0.0 and (s0 >= self.watched_last or pred > self.watched_last + 0.5 * spb):
+            self._judge(spb)  # the watched beat's time has come, or the listener moved on from it
+        if self.watched_first < 0.0:
+            if pred < self.judged + 0.5 * spb:
+                return  # the beat just judged, still to come by a hair: not a new one
+            self.watched_first, self.watched_seen = pred, s0
+        elif pred < self.watched_last - 0.5 * spb:
+            return  # a look back at the beat before, around its time: not the beat watched
+        self.watched_last, self.watched_seen_last = pred, s0
+        if self.found:  # the grid takes the listener's phase this block: nothing to compare yet
+            self.found = False
+        elif self.sure_spb > 0.0 and not self.lost:
+            expected = s0 + beats_ahead * self.sure_spb
+            self.lost = pred - self.watched_first > DRIFT * spb or abs(pred - expected) > JUMP * self.sure_spb
+        if not self.lost and abs(pred - self.watched_first) < STILL * spb:  # slowly, while its beat holds still
+            self.sure_spb = spb if self.sure_spb == 0.0 else self.sure_spb + SURE_GAIN * (spb - self.sure_spb)
+
+    def _judge(self, spb: float) -> None:
+        """The watched beat is over: was it held (seen ``HELD`` ahead, arrived within ``DRIFT``), and
+        a beat after the last held one? ``KEPT`` in a row find a lost listener again."""
+        held = (self.watched_last - self.watched_first < DRIFT * spb
+                and self.watched_seen_last - self.watched_seen >= HELD * spb)
+        spaced = abs(self.watched_last - self.kept_at - spb) < DRIFT * spb
+        self.kept = (self.kept + 1 if spaced else 1) if held else 0
+        self.kept_at = self.watched_last if held else -1e18
+        if self.lost and self.kept >= KEPT:  # believed again, at the tempo it has shown
+            self.lost, self.found = False, True
+            self.sure_spb = spb
+        self.judged, self.watched_first = self.watched_last, -1.0
 
     def sample_of(self, at: float) -> float:
         """The (absolute, fractional) sample of musical position ``at`` by this block's beat: inside the

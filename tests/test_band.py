@@ -91,6 +91,22 @@ def test_drums_land_within_3_ms_of_every_click_after_4_s(tmp_path):
     assert nearest.max() <= 0.003, f"clicks missed by up to {nearest.max() * 1e3:.1f} ms: {np.round(nearest * 1e3, 1)}"
 
 
+def test_through_a_break_the_drums_keep_the_band_s_time_and_find_it_again(tmp_path):
+    clip = band_clip(tmp_path / "break.wav", 22.0, chords=False)
+    audio, _ = sf.read(clip, dtype="float32")
+    audio[10 * SR: 14 * SR] = 0.0  # the band stops for two bars
+    sf.write(clip, audio, SR)
+    render("band_follow", tmp_path / "mix.wav", input_wav=clip, tail_s=0.0, quiet=True, notes_out=tmp_path / "gen.mid")
+    drums = np.array(sorted({t for t, _ in note_ons(tmp_path / "gen.mid")["drums"]}))
+    in_break = drums[(drums > 11.0) & (drums < 14.0)]
+    sixteenths = np.arange(0.0, 22.0, BEAT_S / 4)
+    assert len(in_break) >= 10, "the drums stopped with the band"
+    off = np.abs(in_break[:, None] - sixteenths[None, :]).min(axis=1)
+    assert off.max() <= 0.01, f"in the break the drums drifted off the band's grid by {off.max() * 1e3:.1f} ms"
+    clicks = np.arange(36, 44) * BEAT_S  # 18 s on: back on every click
+    assert np.abs(drums[None, :] - clicks[:, None]).min(axis=1).max() <= 0.003
+
+
 def test_the_bass_plays_the_tones_of_the_chords_it_hears(band):
     bass = [(t, note) for t, note in band["notes"]["bass"] if t >= 4.0]
     assert len(bass) >= 30
