@@ -14,10 +14,12 @@ in a block. The next call continues from where this one stopped.
 Sampling: logits ÷ temperature (0: greedy), then masks — the event grammar
 (``events.allowed_after``), pitches outside ``register`` or outside ``key_mask``,
 a pitch already started at this step, more than ``MAX_NOTES_PER_STEP`` notes at
-one step — and ``density`` scales the probability of a note (or a velocity
-change, which leads to one) against a time shift before renormalising. A shift
-past the end of the bar is cut to the bar line. The same state and seed give the
-same notes.
+one step — and ``density`` multiplies the probability that a note starts at a
+step where none has yet (rather than a time shift), capped at 1. The model's
+rhythm is near certain on this corpus, so above 1 ``density`` also divides each
+sampled shift (``round(s / density)``, at least 1) and notes are cut at the next
+onset: more, shorter notes. A shift past
+the end of the bar is cut to the bar line. The same state and seed give the same notes.
 """
 
 from __future__ import annotations
@@ -120,10 +122,13 @@ class Continuer:
             if len(started) >= MAX_NOTES_PER_STEP or not allowed[events.NOTE_ON:events.DUR].any():
                 allowed[events.NOTE_ON:events.DUR] = False
                 allowed[events.VEL:] = False
-            token = self._sample(allowed, temperature, density, rng)
+            token = self._sample(allowed, temperature, density, bool(started), rng)
             position = self.cursor % events.BEAT
             if events.SHIFT <= token < events.VEL:
-                shift = min(token - events.SHIFT + 1, end - self.cursor)
+                shift = token - events.SHIFT + 1
+                if density > 1.0:
+                    shift = max(1, round(shift / density))
+                shift = min(shift, end - self.cursor)
                 token = events.SHIFT + shift - 1
                 self.cursor += shift
                 position = self.cursor % events.BEAT
@@ -137,20 +142,32 @@ class Continuer:
                 pending = token - events.NOTE_ON + events.LOWEST
                 started.append(pending)
             self._feed([token], [position])
+        if density > 1.0:
+            onsets = sorted({n[0] for n in notes}) + [steps]
+            after = {a: b for a, b in zip(onsets, onsets[1:])}
+            notes = [(s, p, v, min(d, after[s] - s)) for s, p, v, d in notes]
         return notes
 
-    def _sample(self, allowed: np.ndarray, temperature: float, density: float,
+    def _sample(self, allowed: np.ndarray, temperature: float, density: float, chord: bool,
                 rng: np.random.Generator) -> int:
-        """One token from the current logits under ``allowed``, ``temperature`` and ``density``."""
-        logits = self._logits.double().cpu().numpy()
-        if density != 1.0:
-            boost = np.log(max(density, 1e-9))
-            logits[events.NOTE_ON:events.DUR] += boost
-            logits[events.VEL:] += boost
-        logits = np.where(allowed, logits, -np.inf)
-        if temperature <= 0.0:
-            return int(np.argmax(logits))
-        z = logits / temperature
+        """One token from the current logits under ``allowed``, ``temperature`` and ``density``.
+
+        ``density`` multiplies the probability of starting a note (a note or a
+        velocity change) rather than shifting on, capped at 1; ``chord``: a note has
+        already started at this step, and whether another joins it is left to the model.
+        """
+        logits = np.where(allowed, self._logits.double().cpu().numpy(), -np.inf)
+        z = logits / (temperature if temperature > 0.0 else 1.0)
         p = np.exp(z - z.max())
         p /= p.sum()
-        return int(rng.choice(len(p), p=p))
+        if density != 1.0 and not chord:
+            note = np.zeros(events.VOCAB, dtype=bool)
+            note[events.NOTE_ON:events.DUR] = True
+            note[events.VEL:] = True
+            mass = p[note].sum()
+            if 0.0 < mass < 1.0:
+                scaled = min(max(density, 0.0) * mass, 1.0)
+                p = np.where(note, p * (scaled / mass), p * ((1.0 - scaled) / (1.0 - mass)))
+        if temperature <= 0.0:
+            return int(np.argmax(p))
+        return int(rng.choice(len(p), p=p / p.sum()))
