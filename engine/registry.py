@@ -23,6 +23,7 @@ NODE_TYPES: dict[str, str] = {
     "ddsp": "cadenza.instruments.voices.ddsp:DDSPVoice",
     "synth": "cadenza.instruments.voices.synth:PolySynth",
     "genie": "cadenza.instruments.generators.genie:GenieNode",
+    "continue": "cadenza.instruments.generators.continuation:ContinuationGenerator",
     "drums": "cadenza.instruments.generators.drums:DrumGenerator",
     "bass": "cadenza.instruments.generators.bass:BassGenerator",
     "soundfont": "cadenza.instruments.voices.soundfont:SoundFontVoice",

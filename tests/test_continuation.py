@@ -92,3 +92,63 @@ def test_missing_corrupt_or_foreign_weights_are_one_line_model_errors(tmp_path):
     assert "not a continuation model" in one_line_model_error(foreign)
     (tmp_path / "foreign.pt.sha256").unlink()
     assert "no recorded sha256" in one_line_model_error(foreign)
+
+
+# -- the generator node (instruments/generators/continuation.py) -------------------------------------
+
+RATE, BPM = 48000, 120.0
+STEP = RATE * 60 // int(BPM) // 4  # samples per sixteenth: 6000
+
+
+def performer(notes, first_step: int = 16) -> np.ndarray:
+    """NOTE_ON / NOTE_OFF events of (step, pitch, velocity, duration) notes, ``first_step`` sixteenths in."""
+    from cadenza.engine.events import Kind, make_events
+
+    rows = []
+    for s, p, v, d in notes:
+        rows += [((first_step + s) * STEP + 40, Kind.NOTE_ON, 0, 0, p, v, 0.0),
+                 ((first_step + s + d) * STEP - 40, Kind.NOTE_OFF, 0, 0, p, 0, 0.0)]
+    events = make_events(len(rows))
+    for i, row in enumerate(sorted(rows)):
+        events[i] = row
+    return events
+
+
+def run_node(events, bars: int, **options):
+    from cadenza.engine.harness import run
+    from cadenza.instruments.generators.continuation import ContinuationGenerator
+
+    frames = bars * 16 * STEP
+    controls = {"clock_bpm": np.full(frames, BPM, np.float32),
+                "clock_beat": (np.arange(frames) / (4 * STEP)).astype(np.float32),
+                "key": np.zeros(frames, np.float32)}  # the chord listener hears C major
+    node = ContinuationGenerator("cont", key_from="chords", seed=3, **options)
+    return run(node, None, RATE, events=events, controls=controls, frames=frames).events
+
+
+def test_the_node_continues_a_c_major_phrase_on_the_grid_in_key_after_a_bar_of_silence():
+    from cadenza.engine.events import Kind
+
+    heard = performer(C_PHRASE)  # bars 1-2; the last note ends on bar 3's line (step 48)
+    out = run_node(heard, bars=8)
+    ons = out[out["kind"] == Kind.NOTE_ON]
+    assert len(ons) >= 4
+    assert ons["time"].min() >= 64 * STEP - 1  # a bar of silence (bar 3), then bar 4's line (±1 sample: float32 clock)
+    grid = np.round(ons["time"] / STEP).astype(np.int64) * STEP
+    assert np.abs(ons["time"] - grid).max() <= 1  # on sixteenth-grid points (±1 sample: float32 clock)
+    assert all(key_mask(0, 0)[ons["a"] % 12])
+    again = run_node(heard, bars=8)
+    assert np.array_equal(out, again)
+
+
+def test_the_node_stops_when_the_performer_plays_again():
+    from cadenza.engine.events import Kind
+
+    back = performer([(112, 72, 90, 4)])  # the performer comes back at step 128 (bar 8) for 4 steps
+    heard = np.sort(np.concatenate([performer(C_PHRASE), back]), order="time")
+    out = run_node(heard, bars=14)
+    times = out[out["kind"] == Kind.NOTE_ON]["time"]
+    assert (times < 128 * STEP).any()  # it was continuing (the grid point at 128 may round a sample early)
+    assert not ((times > 128 * STEP) & (times < 160 * STEP - 1)).any()  # quiet while the performer plays
+    # silent again after that note (it ends at step 132): the continuation is back at bar 10 (step 160)
+    assert (times >= 160 * STEP - 1).any()

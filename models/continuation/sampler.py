@@ -170,4 +170,4 @@ class Continuer:
                 p = np.where(note, p * (scaled / mass), p * ((1.0 - scaled) / (1.0 - mass)))
         if temperature <= 0.0:
             return int(np.argmax(p))
-        return int(rng.choice(len(p), p=p / p.sum()))
+        return int(rng.choice(len(p), p=p))
