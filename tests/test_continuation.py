@@ -152,3 +152,27 @@ def test_the_node_stops_when_the_performer_plays_again():
     assert not ((times > 128 * STEP) & (times < 160 * STEP - 1)).any()  # quiet while the performer plays
     # silent again after that note (it ends at step 132): the continuation is back at bar 10 (step 160)
     assert (times >= 160 * STEP - 1).any()
+
+
+def test_in_a_patch_the_engine_routes_notes_to_it_and_it_plays_on_through_the_voice(tmp_path):
+    from cadenza.engine.events import Kind
+    from cadenza.engine.harness import run
+
+    patch = tmp_path / "continue.toml"
+    patch.write_text("""
+[clock]
+bpm = 120.0
+[[node]]
+id = "cont"
+type = "continue"
+seed = 3
+notes_to = "piano"
+[[node]]
+id = "piano"
+type = "synth"
+""")
+    heard = performer(C_PHRASE)
+    heard["target"] = 0  # the continue node: the first in the graph's order
+    result = run(patch, None, RATE, events=heard, block=128, frames=8 * 16 * STEP)
+    out = result.events[(result.events["kind"] == Kind.NOTE_ON) & (result.events["time"] >= 63 * STEP)]
+    assert len(out) >= 4 and np.abs(result.audio).max() > 0.0
