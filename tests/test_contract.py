@@ -37,10 +37,15 @@ RATE = 48000
 TYPES = sorted(t for t in NODE_TYPES if t != "safety")  # the safety stage is in every patch below
 
 
+LISTENS_TO = {  # the listener a type reads, by its default id, heard on the same input
+    "bass": ['[[node]]', 'id = "chords"', 'type = "chords"', 'input = "adc"'],
+}
+
+
 def patch_for(type_name: str, tmp_path) -> str:
     cls = node_class(type_name)
     node = cls("n")
-    lines = ['[audio]', 'inputs = 1', '[[node]]', 'id = "n"', f'type = "{type_name}"']
+    lines = ['[audio]', 'inputs = 1', *LISTENS_TO.get(type_name, []), '[[node]]', 'id = "n"', f'type = "{type_name}"']
     if node.inputs:
         ports = list(node.inputs)
         lines.append('input = "adc"' if len(ports) == 1 else
