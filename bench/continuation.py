@@ -2,8 +2,8 @@
 
     python -m bench.continuation [--quick]
 
-Writes ``bench/results/continuation.json`` (and ``continuation.png`` beside it,
-one held-out phrase and its continuation as a piano roll)::
+Writes ``bench/results/continuation.json`` (``continuation-quick.json`` with
+``--quick``) and a PNG beside it (one held-out phrase and its continuation as a piano roll)::
 
     {"perplexity", "baseline_perplexity", "ratio", "unigram_perplexity",
      "in_key", "in_key_masked", "in_key_data", "step_us": {...}, "bar_ms": {...}}
@@ -41,7 +41,7 @@ from cadenza.models.continuation import data, events, score
 from cadenza.models.continuation.sampler import WEIGHTS, Continuer, key_mask
 
 HERE = Path(__file__).resolve().parent
-OUT = HERE / "results" / "continuation.json"
+RESULTS = HERE / "results"
 GOALS = {"ratio": 0.8, "in_key": 0.95}
 
 
@@ -150,9 +150,10 @@ def main(argv: list[str] | None = None) -> int:
               "in_key_data": round(data_share, 4), "scored_bars": len(scored), "continued_phrases": len(continued),
               "continued_notes": n_notes, "step_us": {"cpu": step, "gpu": None}, "bar_ms": {"cpu": bar, "gpu": None},
               "gpu_note": "no device machine lent to this task; CPU only", "quick": args.quick}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    plot(continued[0], example, OUT.with_suffix(".png"))
+    out = RESULTS / ("continuation-quick.json" if args.quick else "continuation.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    plot(continued[0], example, out.with_suffix(".png"))
 
     meta = continuer.meta
     print(f"## Continuation ({'quick: ' if args.quick else ''}{len(scored)} held-out bars after a 4-bar phrase, "
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| GPU | n/a | no device machine lent to this task |")
     print(f"\ntraining: {meta.get('steps')} steps in {meta.get('train_seconds')} s on {meta.get('device')} "
           f"({meta.get('threads')} thread(s)), {meta.get('parameters')} parameters")
-    print(f"wrote {OUT}")
+    print(f"wrote {out}")
     return 0
 
 
