@@ -1,13 +1,14 @@
 """Chords and keys: the streaming listener against essentia and a librosa chroma + template baseline.
 
-    python -m bench.chords [--quick] [--tune]
+    python -m bench.chords [--quick] [--tune] [--train]
 
 The set (:mod:`bench.datasets.chord_set`, cached in ``data/chords/``):
 FluidSynth renders of Bach chorales from music21's corpus (chord truth from
 ``chordify()`` per beat reduced to its triad, else N; key truth from the key
 signature and the final chord) and generated pop progressions with drums,
-bass and melody (their own chords and key). ``--tune`` searches the
-listener's options on the tune part; the table is the held-out test part
+bass and melody (their own chords and key). ``--train`` fits the listener's
+model on the train part (``models/chords/chords.pt``); ``--tune`` searches
+the listener's options on the tune part; the table is the held-out test part
 (other chorales, other seeds).
 
 Per system, pooled over the clips (weighted by duration): ``mir_eval.chord``
@@ -41,11 +42,32 @@ import numpy as np  # noqa: E402
 
 from bench.datasets.chord_set import SR, Clip, load_clips  # noqa: E402
 from cadenza.engine.harmony import chord_label, key_label  # noqa: E402
-from cadenza.instruments.listeners.chord_kernels import chord_templates, key_profiles  # noqa: E402
-from cadenza.instruments.listeners.chords import track  # noqa: E402
+from cadenza.engine.node import Context  # noqa: E402
+from cadenza.instruments.listeners import chord_kernels as ck  # noqa: E402
+from cadenza.instruments.listeners.chords import WEIGHTS, ChordListener, ChordModel, track  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "chords.json"
 GOALS = {"majmin": 0.80, "key": 0.85, "delay_s": 0.25, "block_us_p99": 200.0}
+
+# Krumhansl & Kessler (1982) probe-tone profiles, tonic first (the librosa baseline's key)
+KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+def triad_templates() -> np.ndarray:
+    """(24, 12) unit-norm binary triad templates: row ``q * 12 + r`` is root ``r``, quality ``q`` (0 maj, 1 min)."""
+    out = np.zeros((24, 12))
+    for q, third in enumerate((4, 3)):
+        for r in range(12):
+            out[q * 12 + r, [r, (r + third) % 12, (r + 7) % 12]] = 1.0
+    return out / np.sqrt(3.0)
+
+
+def key_profiles() -> np.ndarray:
+    """(24, 12) zero-mean, unit-norm key profiles: row ``m * 12 + t`` is tonic ``t``, mode ``m``."""
+    rows = [np.roll(profile, t) for profile in (KK_MAJOR, KK_MINOR) for t in range(12)]
+    prof = np.array(rows) - np.mean(rows, axis=1, keepdims=True)
+    return prof / np.linalg.norm(prof, axis=1, keepdims=True)
 
 
 # ------------------------------------------------------------------ systems: clip -> estimate
@@ -90,7 +112,7 @@ def run_librosa(clip: Clip) -> dict:
     sr, hop = 22050, 2048
     y = librosa.resample(clip.audio, orig_sr=SR, target_sr=sr)
     chroma = librosa.feature.chroma_cqt(y=y, sr=sr, hop_length=hop)
-    binary, _ = chord_templates(0.0)
+    binary = triad_templates()
     unit = chroma / (np.linalg.norm(chroma, axis=0, keepdims=True) + 1e-9)
     scores = np.vstack([binary @ unit, np.full(unit.shape[1], 0.6)])
     prob = np.exp(10.0 * scores)
@@ -202,14 +224,139 @@ def summarise(rows: list[dict], delays: list[float], block_us: list[np.ndarray])
     return s
 
 
+# ------------------------------------------------------------------ the listener's model
+
+# ``--train`` fits the listener's learned parts on the train part (40 chorales, 24 pop clips; the tune part is
+# where options are chosen, the held-out test part is never read) and writes models/chords/chords.pt (+ sha256)
+# and train_log.json. Features, per 20 ms hop: the listener's own chroma vectors (treble, bass, both smoothed,
+# and the treble and bass of LAGS hops ago), read from the streaming node itself after each hop. Chords: a
+# softmax over the 24 triads and no-chord whose network is shared by the 12 roots (the features rolled to each
+# root, one ReLU layer of HIDDEN units, a major and a minor score; no-chord a learned constant), fitted by Adam;
+# targets are the chord truth at each hop's time less the node's delay, silent hops left out. Key: per mode,
+# the share of time each chord (relative to the tonic) sounds in the truth, PRIOR_S added to every chord, as
+# log-probabilities.
+
+GAMMA = 100.0  # front end: log(1 + GAMMA * x) of the semitone bands
+SMOOTH = 0.3  # front end: weight kept of the previous hop's chroma
+LAGS = (3, 8)  # hops back of the lagged chroma among the features
+HIDDEN = 64  # ReLU units
+EPOCHS, BATCH, LR, WEIGHT_DECAY = 25, 1024, 3e-3, 1e-5
+PRIOR_S = 0.5  # seconds added to every chord of a mode's chord histogram
+LABELS = [chord_label(j % 12, j // 12) for j in range(ck.N_CHORDS)] + ["N"]
+
+
+class _Untrained(ChordListener):
+    """The listener with a blank classifier: only its chroma features are read."""
+
+    def load_model(self) -> ChordModel:
+        n_features = ck.N_BASE + 2 * len(LAGS)
+        return ChordModel(np.array(LAGS, np.int64), np.zeros((1, n_features * 12)), np.zeros(1), np.zeros((2, 1)),
+                          np.zeros(3), np.zeros((ck.N_KEYS, ck.N_CHORDS)), GAMMA, SMOOTH)
+
+
+def features(audio: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """(hops, features, 12) chroma features of ``audio`` as the streaming node computes them, each
+    hop's emission time (s) and the node's delay (s)."""
+    node = _Untrained("chords")
+    node.prepare(Context(sr, 4096))
+    hop = round(node.cfg[ck.C_HOP] * node.cfg[ck.C_DECIMATE])  # input samples per hop
+    out = {k: np.zeros(hop, np.float32) for k in node.CONTROLS}
+    n_hops = len(audio) // hop
+    x = np.zeros((n_hops, *node.chroma.shape))
+    for i in range(n_hops):  # one block per hop: the hop ends on the block's last sample
+        node._run(audio[i * hop:(i + 1) * hop], out)
+        x[i] = node.chroma
+    return x, np.arange(1, n_hops + 1) * hop / sr, node.delay_s
+
+
+def rolled(x: np.ndarray) -> np.ndarray:
+    """(hops, features, 12) → (hops, 12 roots, features * 12): feature ``[f, c]`` at root ``r`` is
+    ``x[f, (c + r) % 12]``, as :func:`chord_kernels.chord_scores` reads it."""
+    idx = (np.arange(12)[:, None] + np.arange(12)[None, :]) % 12
+    return x[:, :, idx].transpose(0, 2, 1, 3).reshape(len(x), 12, -1)
+
+
+def hop_targets(clip, times: np.ndarray) -> np.ndarray:
+    """The truth's state (0-23 triads, 24 no chord) at each time; -1 outside the clip's truth."""
+    starts = clip.intervals[:, 0]
+    j = np.clip(np.searchsorted(starts, times, "right") - 1, 0, len(starts) - 1)
+    y = np.array([LABELS.index(clip.labels[k]) for k in j])
+    y[(times < starts[0]) | (times >= clip.intervals[-1, 1])] = -1
+    return y
+
+
+def fit_classifier(r, y):
+    """The root-shared network fitted by Adam (seed 0): its layers (``l1``, ReLU, ``l2``: a major and a
+    minor score per root), the no-chord logit, and the mean training loss of the last epoch."""
+    import torch
+
+    torch.manual_seed(0)
+    l1, l2 = torch.nn.Linear(r.shape[2], HIDDEN), torch.nn.Linear(HIDDEN, 2)
+    no_chord = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([*l1.parameters(), *l2.parameters(), no_chord], LR, weight_decay=WEIGHT_DECAY)
+    for _ in range(EPOCHS):
+        total = 0.0
+        for idx in torch.randperm(len(r)).split(BATCH):
+            chords = l2(torch.relu(l1(r[idx]))).permute(0, 2, 1).reshape(len(idx), ck.N_CHORDS)
+            loss = torch.nn.functional.cross_entropy(torch.cat([chords, no_chord.expand(len(idx), 1)], 1), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+    return l1, l2, no_chord, total / len(r)
+
+
+def mode_chord_logp(clips) -> np.ndarray:
+    """(2 modes, 24) log P(chord relative to the tonic | mode) from the truth's chord durations."""
+    counts = np.full((2, ck.N_CHORDS), PRIOR_S)
+    for clip in clips:
+        if not clip.key:
+            continue
+        k = next(k for k in range(ck.N_KEYS) if key_label(k % 12, k // 12) == clip.key)
+        for (start, end), label in zip(clip.intervals, clip.labels):
+            j = LABELS.index(label)
+            if j < ck.N_CHORDS:
+                counts[k // 12, (j // 12) * 12 + (j % 12 - k % 12) % 12] += end - start
+    return np.log(counts / counts.sum(axis=1, keepdims=True))
+
+
+def train() -> dict:
+    """Fit the listener's model on the train part, save it to ``models/chords/chords.pt`` (+ sha256) and
+    ``train_log.json`` beside it; returns the log."""
+    import torch
+
+    from cadenza.models.weights import save_weights
+
+    torch.set_num_threads(1)
+    t0 = time.time()
+    clips = load_clips("train")
+    rs, ys = [], []
+    for clip in clips:
+        x, times, delay = features(clip.audio, SR)
+        y = hop_targets(clip, times - delay)
+        keep = (y >= 0) & (x[:, 0].any(axis=1))  # inside the truth, tonal
+        rs.append(rolled(x[keep]))
+        ys.append(y[keep])
+    r, y = torch.tensor(np.concatenate(rs), dtype=torch.float32), torch.tensor(np.concatenate(ys))
+    l1, l2, no_chord, loss = fit_classifier(r, y)
+    save_weights({"lags": torch.tensor(LAGS), "w1": l1.weight.detach(), "b1": l1.bias.detach(),
+                  "w2": l2.weight.detach(), "bias": torch.cat([l2.bias, no_chord]).detach(),
+                  "mode_logp": torch.tensor(mode_chord_logp(clips), dtype=torch.float32),
+                  "gamma": torch.tensor(GAMMA), "smooth": torch.tensor(SMOOTH)}, WEIGHTS)
+    info = {"command": "python -m bench.chords --train", "clips": [c.name for c in clips], "hops": int(len(y)),
+            "loss_last_epoch": loss, "lags": LAGS, "hidden": HIDDEN, "epochs": EPOCHS, "batch": BATCH, "lr": LR,
+            "weight_decay": WEIGHT_DECAY, "gamma": GAMMA, "smooth": SMOOTH, "prior_s": PRIOR_S,
+            "seconds": round(time.time() - t0, 1)}
+    WEIGHTS.with_name("train_log.json").write_text(json.dumps(info, indent=1))
+    return info
+
+
 # ------------------------------------------------------------------ tuning
 
 
 TUNE_GRID = {  # searched one group at a time, each from the best so far
-    "chord": {"smooth": [0.0, 0.3, 0.5], "stay": [0.95, 0.99, 0.995], "beta": [5.0, 10.0, 20.0]},
-    "front": {"whiten": [0, 6], "gamma": [10.0, 100.0], "bass_weight": [0.0, 0.25, 0.5]},
-    "templates": {"harmonic_decay": [0.0, 0.3, 0.6], "n_score": [0.5, 0.6, 0.7]},
-    "key": {"key_tau_s": [10.0, 30.0, 100.0], "key_bass_weight": [0.0, 1.0, 2.0], "key_margin": [0.0, 0.05]},
+    "chord": {"stay": [0.8, 0.9, 0.95, 0.97, 0.99], "beta": [0.5, 1.0, 1.5]},
+    "key": {"key_tau_s": [10.0, 30.0, 100.0], "key_margin": [0.0, 0.05, 0.1]},
 }
 
 def tune(clips: list[Clip]) -> dict:
@@ -275,9 +422,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a third of each part, under 3 minutes")
     parser.add_argument("--tune", action="store_true", help="search the listener's options on the tune part")
+    parser.add_argument("--train", action="store_true", help="fit the listener's model on the train part")
     args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
+    if args.train:
+        print(json.dumps({k: v for k, v in train().items() if k != "clips"}))
+        return 0
     if args.tune:
         print(json.dumps(tune(load_clips("tune", args.quick)), indent=1))
         return 0

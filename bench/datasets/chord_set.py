@@ -1,7 +1,8 @@
 """The chord benchmark's set, built here: FluidSynth renders with chord and key truth.
 
-Two sources, each split into a ``tune`` part and a held-out ``test`` part that
-share no piece and no seed:
+Two sources, each split into a ``train`` part (the chord listener's model
+learns from it: :mod:`cadenza.models.chords.train`), a ``tune`` part (options
+are chosen on it) and a held-out ``test`` part, which share no piece and no seed:
 
 - ``chorale``: Bach chorales from music21's corpus (every part, one GM
   ensemble per clip: organ, strings, choir, piano, brass, reeds), 60-96 BPM,
@@ -46,8 +47,9 @@ POP_BARS = 16
 DRUM_CH = 9
 ENSEMBLES = {"organ": (19, 19, 19, 19), "strings": (48, 48, 48, 48), "choir": (52, 52, 52, 52),
              "piano": (0, 0, 0, 0), "brass": (56, 60, 57, 58), "reeds": (68, 71, 70, 70)}
-COUNTS = {"test": (16, 8), "tune": (12, 8)}  # (chorales, pop clips) per split
-QUICK_COUNTS = {"test": (6, 3), "tune": (4, 3)}
+COUNTS = {"test": (16, 8), "tune": (12, 8), "train": (40, 24)}  # (chorales, pop clips) per split
+QUICK_COUNTS = {"test": (6, 3), "tune": (4, 3), "train": (40, 24)}
+SEEDS = {"test": 17, "tune": 71, "train": 7}
 
 # pop progressions: (scale degree semitones above the tonic, quality 0 maj / 1 min) per chord
 MAJOR_LOOPS = [[(0, 0), (7, 0), (9, 1), (5, 0)], [(9, 1), (5, 0), (0, 0), (7, 0)], [(0, 0), (9, 1), (5, 0), (7, 0)],
@@ -240,12 +242,16 @@ def chorale_paths() -> list[str]:
 
 
 def clip_specs(split: str, quick: bool = False) -> list[ClipSpec]:
-    """The clips of a split: chorales at even (tune) or odd (test) places of the sorted list, pop seeds apart."""
+    """The clips of a split: chorales at odd (test) or even (tune; train: those tune leaves) places of the
+    sorted list, pop seeds apart."""
     if split not in COUNTS:
-        raise ValueError(f"split: found {split!r}, allowed 'tune' or 'test'")
+        raise ValueError(f"split: found {split!r}, allowed 'train', 'tune' or 'test'")
     n_chorales, n_pop = (QUICK_COUNTS if quick else COUNTS)[split]
-    rng = np.random.default_rng(17 if split == "test" else 71)
+    rng = np.random.default_rng(SEEDS[split])
     paths = chorale_paths()[1 if split == "test" else 0::2]
+    if split == "train":
+        tune = {spec.piece for spec in clip_specs("tune")}
+        paths = [p for p in paths if p not in tune]
     picks = rng.choice(len(paths), size=COUNTS[split][0], replace=False)[:n_chorales]
     specs = []
     for p in picks:

@@ -11,22 +11,29 @@ about 0.17 s):
    from the log magnitudes of its bin and neighbours) adds its magnitude to
    the semitone band nearest it (MIDI ``P_LO`` .. ``P_HI - 1``), as essentia's
    HPCP does; the bands normalised by the loudest and compressed with
-   ``log(1 + gamma * x)``; each band less the mean of its ``whiten`` neighbours
-   each side (a broadband drum hit lifts every band alike, a note only its own).
+   ``log(1 + gamma * x)``.
 2. **Chroma.** The bands folded onto 12 pitch classes twice: a treble chroma
-   (MIDI ``TREBLE_LO`` and up) and a bass chroma (below ``BASS_HI``), each
-   smoothed over hops (``smooth``: the weight kept of the previous value).
-3. **Chords.** Cosine of the treble chroma with 24 triad templates (each chord
-   tone with its first six harmonics, ``harmonic_decay`` per harmonic) plus
-   ``bass_weight`` × the bass chroma's cosine with the root; no-chord scores
-   the constant ``n_score``, and wins outright while the input is below
-   ``gate_db``. A forward pass of a 25-state HMM (stay probability ``stay``,
-   a switch equally likely to any other state; emission ``exp(beta * score)``)
-   gives the posterior; the chord is its argmax, the confidence its value.
-4. **Key.** A leaky sum of the normalised treble + ``key_bass_weight`` × bass
-   chroma (time constant ``key_tau_s``) correlated with the 24 rotated
-   Krumhansl–Kessler key profiles; the key changes when another key beats it by
-   ``key_margin`` in correlation. No key until ``KEY_MIN_S`` of tonal input.
+   (MIDI ``TREBLE_LO`` and up) and a bass chroma (below ``BASS_HI``), each of
+   unit norm, and each also smoothed over hops (``smooth``: the weight kept of
+   the previous value); then the treble and bass chroma of ``lags`` hops ago
+   (kept in a ring). These ``4 + 2 * len(lags)`` chroma vectors are the
+   features ``x[f, c]``.
+3. **Chords.** A small learned network, shared by the 12 roots: for root ``r``
+   the features rolled to it, ``u[f * 12 + c] = x[f, (c + r) % 12]`` (``c``
+   counts semitones above the root), go through one ReLU layer
+   (``w1``, ``b1``) to a major and a minor score (``w2``, plus ``bias[q]``);
+   no-chord scores ``bias[2]`` — a softmax classifier trained on the bench's
+   train renders (``python -m bench.chords --train``). No-chord wins outright
+   while the input is below ``gate_db``. A forward pass of a 25-state HMM (stay probability
+   ``stay``, a switch equally likely to any other state; emission
+   ``exp(beta * score)``, the classifier's probability at ``beta`` = 1) gives
+   the posterior; the chord is its argmax, the confidence its value.
+4. **Key.** A leaky histogram of the chords heard (one count per tonal hop to
+   the current chord, time constant ``key_tau_s``) scored against each of the
+   24 keys' chord log-probabilities ``key_lp[k, j] = log P(chord j | key k)``
+   (learned with the classifier): a key's score is the mean log-probability of
+   the chords heard. The key changes when another key beats it by
+   ``key_margin``; no key until ``KEY_MIN_S`` of tonal input.
 
 Zero lookahead: a label emitted at sample ``S`` is computed from samples up
 to ``S``. Everything lives in preallocated arrays; nothing here allocates.
@@ -45,23 +52,22 @@ from cadenza.engine.events import Kind
 P_LO, P_HI = 36, 96  # semitone bands, MIDI (C2 .. B6)
 TREBLE_LO = 48  # treble chroma from C3 up
 BASS_HI = 60  # bass chroma below C4
+N_BASE = 4  # chroma vectors per hop before the lagged ones: treble, bass, smoothed treble, smoothed bass
 N_CHORDS = 24  # 12 major, then 12 minor triads; state 24 is no chord
 NO_CHORD_STATE = 24
+N_KEYS = 24  # tonic + 12 x mode (0 major, 1 minor)
 KEY_MIN_S = 1.0  # tonal input needed before a key is reported, s
-KEY_KAPPA = 20.0  # key confidence: softmax of KEY_KAPPA x correlation
-
-# Krumhansl & Kessler (1982) probe-tone profiles, tonic first
-KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+KEY_KAPPA = 4.0  # key confidence: softmax of KEY_KAPPA x the keys' mean chord log-probability
+SILENT = -1e3  # a chord's score while the input is below the gate
 
 # indices into the float64 config array ``cfg``
-C_HOP, C_GATE, C_GAMMA, C_WHITEN, C_SMOOTH, C_BASS_W, C_BETA, C_STAY, C_N_SCORE, C_KEY_COEF, \
-    C_KEY_BASS_W, C_KEY_MARGIN, C_KEY_MIN_HOPS, C_DECIMATE, C_BIN_TO_MIDI = range(15)
-N_CFG = 15
+C_HOP, C_GATE, C_GAMMA, C_SMOOTH, C_BETA, C_STAY, C_KEY_COEF, C_KEY_MARGIN, C_KEY_MIN_HOPS, C_DECIMATE, \
+    C_BIN_TO_MIDI = range(11)
+N_CFG = 11
 
 # indices into the float64 state array ``st``
-S_WPOS, S_HOPC, S_CHORD, S_CONF, S_KEY, S_KEY_CONF, S_TONAL_HOPS, S_HPOS, S_PHASE = range(9)
-N_ST = 9
+S_WPOS, S_HOPC, S_CHORD, S_CONF, S_KEY, S_KEY_CONF, S_TONAL_HOPS, S_HPOS, S_PHASE, S_PAST = range(10)
+N_ST = 10
 FIR_TAPS = 64  # the decimation low-pass
 
 EV_CHORD = Kind.CHORD
@@ -80,31 +86,15 @@ def decimation(sr: float) -> tuple[int, np.ndarray]:
     return factor, firwin(FIR_TAPS, 0.8 / factor)
 
 
-def chord_templates(harmonic_decay: float) -> tuple[np.ndarray, np.ndarray]:
-    """Unit-norm treble templates (24, 12) and bass templates (24, 12) of the 24 triads.
-
-    Row ``q * 12 + r`` is root ``r`` of quality ``q`` (0 major, 1 minor). A chord tone adds its
-    harmonics 1..6 (at 0, 12, 19, 24, 28, 31 semitones) weighted ``harmonic_decay ** (h - 1)``.
-    """
-    tone = np.zeros(12)
-    for h, offset in enumerate((0, 12, 19, 24, 28, 31)):
-        tone[offset % 12] += harmonic_decay ** h
-    treble = np.zeros((N_CHORDS, 12))
-    bass = np.zeros((N_CHORDS, 12))
-    for q, third in enumerate((4, 3)):
-        for r in range(12):
-            for interval in (0, third, 7):
-                treble[q * 12 + r] += np.roll(tone, r + interval)
-            bass[q * 12 + r, r] = 1.0
-    treble /= np.linalg.norm(treble, axis=1, keepdims=True)
-    return treble, bass
-
-
-def key_profiles() -> np.ndarray:
-    """(24, 12) zero-mean, unit-norm key profiles: row ``m * 12 + t`` is tonic ``t``, mode ``m``."""
-    rows = [np.roll(profile, t) for profile in (KK_MAJOR, KK_MINOR) for t in range(12)]
-    prof = np.array(rows) - np.mean(rows, axis=1, keepdims=True)
-    return prof / np.linalg.norm(prof, axis=1, keepdims=True)
+def key_chord_logp(mode_logp: np.ndarray) -> np.ndarray:
+    """(24 keys, 24 chords) ``log P(chord | key)`` from (2 modes, 24) log-probabilities of the chords
+    relative to the tonic (column ``q * 12 + i``: quality ``q``, root ``i`` semitones above the tonic)."""
+    out = np.zeros((N_KEYS, N_CHORDS))
+    for k in range(N_KEYS):
+        tonic, mode = k % 12, k // 12
+        for j in range(N_CHORDS):
+            out[k, j] = mode_logp[mode, (j // 12) * 12 + (j % 12 - tonic) % 12]
+    return out
 
 
 # --------------------------------------------------------------------------- per hop
@@ -137,39 +127,33 @@ def _peaks_to_semitones(mag, bin_hz_log, semi):
 
 
 @njit(nogil=True, cache=True)
-def _fold(semi, whiten, lo, hi, out):
-    """Pitch classes of the whitened semitone bands ``lo <= MIDI < hi`` into ``out`` (12,); returns the L2 norm."""
+def _fold(semi, lo, hi, out):
+    """Pitch classes of the semitone bands ``lo <= MIDI < hi`` into ``out`` (12,), scaled to unit norm;
+    returns the norm before scaling."""
     out[:] = 0.0
-    nb = semi.shape[0]
-    for b in range(max(lo - P_LO, 0), min(hi - P_LO, nb)):
-        v = semi[b]
-        if whiten > 0:
-            acc = 0.0
-            cnt = 0
-            for d in range(-whiten, whiten + 1):
-                if d != 0 and 0 <= b + d < nb:
-                    acc += semi[b + d]
-                    cnt += 1
-            v -= acc / cnt
-        if v > 0.0:
-            out[(b + P_LO) % 12] += v
+    for b in range(max(lo - P_LO, 0), min(hi - P_LO, semi.shape[0])):
+        out[(b + P_LO) % 12] += semi[b]
     norm = 0.0
     for k in range(12):
         norm += out[k] * out[k]
-    return math.sqrt(norm)
+    norm = math.sqrt(norm)
+    for k in range(12):
+        out[k] = out[k] / norm if norm > 0.0 else 0.0
+    return norm
 
 
 @njit(nogil=True, cache=True)
-def analyse_hop(cfg, st, ring, window, frame, spec, mag, semi, treble, bass,
-                treble_s, bass_s, t_tpl, b_tpl, score, post, key_acc, key_prof):
-    """One hop: front end, chroma, chord HMM step and key update. Updates ``st``; returns True when tonal."""
+def analyse_hop(cfg, st, ring, window, frame, spec, mag, semi, x, past, lags, u, hid, w1, b1, w2, bias, score, post,
+                key_acc, key_lp):
+    """One hop: front end, the features ``x`` (4 + 2 * len(lags), 12), chord HMM step and key update.
+    ``past`` (max lag + 1, 2, 12) is the ring of treble and bass chroma. Updates ``st``; returns True when tonal."""
     n = window.shape[0]
     wpos = int(st[S_WPOS])
     power = 0.0
     wsum = 0.0
     for i in range(n):
-        x = ring[(wpos + i) % n]
-        frame[i] = x * window[i]
+        v = ring[(wpos + i) % n]
+        frame[i] = v * window[i]
         power += frame[i] * frame[i]
         wsum += window[i] * window[i]
     tonal = power / wsum > cfg[C_GATE]
@@ -183,50 +167,64 @@ def analyse_hop(cfg, st, ring, window, frame, spec, mag, semi, treble, bass,
             peak = 1.0
         for b in range(semi.shape[0]):
             semi[b] = math.log(1.0 + cfg[C_GAMMA] * semi[b] / peak)
-        whiten = int(cfg[C_WHITEN])
-        nt = _fold(semi, whiten, TREBLE_LO, P_HI, treble)
-        nbass = _fold(semi, whiten, P_LO, BASS_HI, bass)
-        tonal = nt > 0.0
-        for c in range(12):
-            treble[c] = treble[c] / nt if nt > 0.0 else 0.0
-            bass[c] = bass[c] / nbass if nbass > 0.0 else 0.0
-    else:
-        treble[:] = 0.0
-        bass[:] = 0.0
+        tonal = _fold(semi, TREBLE_LO, P_HI, x[0]) > 0.0
+        _fold(semi, P_LO, BASS_HI, x[1])
+    if not tonal:
+        x[0, :] = 0.0
+        x[1, :] = 0.0
     a = cfg[C_SMOOTH]
+    n_past = past.shape[0]
+    pos = int(st[S_PAST])
     for c in range(12):
-        treble_s[c] = a * treble_s[c] + (1.0 - a) * treble[c]
-        bass_s[c] = a * bass_s[c] + (1.0 - a) * bass[c]
-    _chord_step(cfg, st, treble_s, bass_s, t_tpl, b_tpl, score, post, tonal)
+        x[2, c] = a * x[2, c] + (1.0 - a) * x[0, c]
+        x[3, c] = a * x[3, c] + (1.0 - a) * x[1, c]
+        past[pos, 0, c] = x[0, c]
+        past[pos, 1, c] = x[1, c]
+    for i in range(lags.shape[0]):
+        then = (pos - lags[i]) % n_past
+        for c in range(12):
+            x[N_BASE + 2 * i, c] = past[then, 0, c]
+            x[N_BASE + 2 * i + 1, c] = past[then, 1, c]
+    st[S_PAST] = (pos + 1) % n_past
+    _chord_step(cfg, st, x, u, hid, w1, b1, w2, bias, score, post, tonal)
     if tonal:
-        _key_step(cfg, st, treble, bass, key_acc, key_prof, score)
+        _key_step(cfg, st, key_acc, key_lp, score)
     return tonal
 
 
 @njit(nogil=True, cache=True)
-def _chord_step(cfg, st, treble, bass, t_tpl, b_tpl, score, post, tonal):
-    """Template scores of the smoothed chroma, then one forward step of the chord HMM."""
-    nt = 0.0
-    nb = 0.0
-    for c in range(12):
-        nt += treble[c] * treble[c]
-        nb += bass[c] * bass[c]
-    nt = math.sqrt(nt)
-    nb = math.sqrt(nb)
-    bw = cfg[C_BASS_W]
-    best = cfg[C_N_SCORE] if tonal else 1.0
-    score[NO_CHORD_STATE] = best
-    for j in range(N_CHORDS):
-        s = 0.0
-        if tonal and nt > 0.0:
-            dt = 0.0
-            db = 0.0
+def chord_scores(x, u, hid, w1, b1, w2, bias, score):
+    """The classifier's score of each triad and of no-chord (``score``, 25) from the features ``x``;
+    ``u`` (x.size,) and ``hid`` (hidden units,) are scratch."""
+    nf = x.shape[0]
+    for r in range(12):
+        for f in range(nf):
             for c in range(12):
-                dt += t_tpl[j, c] * treble[c]
-                db += b_tpl[j, c] * bass[c]
-            s = (dt / nt + (bw * db / nb if nb > 0.0 else 0.0)) / (1.0 + bw)
-        score[j] = s
-        best = max(best, s)
+                u[f * 12 + c] = x[f, (c + r) % 12]
+        for k in range(hid.shape[0]):
+            s = b1[k]
+            for d in range(u.shape[0]):
+                s += w1[k, d] * u[d]
+            hid[k] = s if s > 0.0 else 0.0
+        for q in range(2):
+            s = bias[q]
+            for k in range(hid.shape[0]):
+                s += w2[q, k] * hid[k]
+            score[q * 12 + r] = s
+    score[NO_CHORD_STATE] = bias[2]
+
+
+@njit(nogil=True, cache=True)
+def _chord_step(cfg, st, x, u, hid, w1, b1, w2, bias, score, post, tonal):
+    """Classifier scores of the features, then one forward step of the chord HMM."""
+    if tonal:
+        chord_scores(x, u, hid, w1, b1, w2, bias, score)
+    else:
+        score[:] = SILENT
+        score[NO_CHORD_STATE] = 0.0
+    best = score[0]
+    for j in range(NO_CHORD_STATE + 1):
+        best = max(best, score[j])
     stay = cfg[C_STAY]
     switch = (1.0 - stay) / NO_CHORD_STATE
     total = 0.0
@@ -243,47 +241,46 @@ def _chord_step(cfg, st, treble, bass, t_tpl, b_tpl, score, post, tonal):
 
 
 @njit(nogil=True, cache=True)
-def _key_step(cfg, st, treble, bass, key_acc, key_prof, corr):
-    """Leaky key evidence, correlation with the 24 key profiles, key change past the margin."""
+def _key_step(cfg, st, key_acc, key_lp, score):
+    """Leaky histogram of the chords heard, each key's mean chord log-probability, key change past the margin."""
     g = cfg[C_KEY_COEF]
-    mean = 0.0
-    for c in range(12):
-        key_acc[c] = g * key_acc[c] + treble[c] + cfg[C_KEY_BASS_W] * bass[c]
-        mean += key_acc[c]
-    mean /= 12.0
-    norm = 0.0
-    for c in range(12):
-        norm += (key_acc[c] - mean) ** 2
-    norm = math.sqrt(norm)
+    total = 0.0
+    for j in range(N_CHORDS):
+        key_acc[j] *= g
+        total += key_acc[j]
+    chord = int(st[S_CHORD])
+    if chord < N_CHORDS:
+        key_acc[chord] += 1.0
+        total += 1.0
     st[S_TONAL_HOPS] += 1.0
-    if norm <= 0.0 or st[S_TONAL_HOPS] < cfg[C_KEY_MIN_HOPS]:
+    if total <= 0.0 or st[S_TONAL_HOPS] < cfg[C_KEY_MIN_HOPS]:
         return
     top = 0
-    for j in range(24):
-        r = 0.0
-        for c in range(12):
-            r += key_prof[j, c] * (key_acc[c] - mean)
-        corr[j] = r / norm
-        if corr[j] > corr[top]:
-            top = j
+    for k in range(N_KEYS):
+        s = 0.0
+        for j in range(N_CHORDS):
+            s += key_lp[k, j] * key_acc[j]
+        score[k] = s / total
+        if score[k] > score[top]:
+            top = k
     cur = int(st[S_KEY])
-    if cur < 0 or corr[top] > corr[cur] + cfg[C_KEY_MARGIN]:
+    if cur < 0 or score[top] > score[cur] + cfg[C_KEY_MARGIN]:
         cur = top
-    total = 0.0
-    for j in range(24):
-        total += math.exp(KEY_KAPPA * (corr[j] - corr[top]))
+    z = 0.0
+    for k in range(N_KEYS):
+        z += math.exp(KEY_KAPPA * (score[k] - score[top]))
     st[S_KEY] = cur
-    st[S_KEY_CONF] = math.exp(KEY_KAPPA * (corr[cur] - corr[top])) / total
+    st[S_KEY_CONF] = math.exp(KEY_KAPPA * (score[cur] - score[top])) / z
 
 
 # --------------------------------------------------------------------------- per block
 
 
 @njit(nogil=True, cache=True)
-def chord_block(x, cfg, st, fir, hist, ring, window, frame, spec, mag, semi, treble, bass,
-                treble_s, bass_s, t_tpl, b_tpl, score, post, key_acc, key_prof,
-                out_root, out_quality, out_key, out_conf, out_key_conf, ev_off, ev_kind, ev_a, ev_b, ev_val):
-    """Stream one block ``x`` (frames,): per-frame controls out, CHORD / KEY events on change.
+def chord_block(audio, cfg, st, fir, hist, ring, window, frame, spec, mag, semi, x, past, lags, u, hid, w1, b1, w2,
+                bias, score, post, key_acc, key_lp, out_root, out_quality, out_key, out_conf, out_key_conf,
+                ev_off, ev_kind, ev_a, ev_b, ev_val):
+    """Stream one block ``audio`` (frames,): per-frame controls out, CHORD / KEY events on change.
 
     Controls: root pitch class (-1: no chord), quality (0 major, 1 minor, -1 no chord),
     key index (tonic + 12 x mode, -1 none yet), chord confidence, key confidence.
@@ -295,9 +292,9 @@ def chord_block(x, cfg, st, fir, hist, ring, window, frame, spec, mag, semi, tre
     hop = int(cfg[C_HOP])
     factor = int(cfg[C_DECIMATE])
     n_ev = 0
-    for i in range(x.shape[0]):
+    for i in range(audio.shape[0]):
         hpos = int(st[S_HPOS])
-        hist[hpos] = x[i]
+        hist[hpos] = audio[i]
         st[S_HPOS] = (hpos + 1) % taps
         st[S_PHASE] += 1.0
         if st[S_PHASE] < factor:
@@ -315,8 +312,8 @@ def chord_block(x, cfg, st, fir, hist, ring, window, frame, spec, mag, semi, tre
             st[S_HOPC] = 0.0
             chord_before = st[S_CHORD]
             key_before = st[S_KEY]
-            analyse_hop(cfg, st, ring, window, frame, spec, mag, semi, treble, bass,
-                        treble_s, bass_s, t_tpl, b_tpl, score, post, key_acc, key_prof)
+            analyse_hop(cfg, st, ring, window, frame, spec, mag, semi, x, past, lags, u, hid, w1, b1, w2, bias, score,
+                        post, key_acc, key_lp)
             if st[S_CHORD] != chord_before and n_ev < ev_off.shape[0]:
                 c = int(st[S_CHORD])
                 ev_off[n_ev] = i

@@ -14,6 +14,10 @@ quality, value = confidence) whenever the chord changes and a ``Kind.KEY``
 event (a = tonic, b = mode, value = key confidence) whenever the key does —
 OSC ``/cadenza/chord s label`` and ``/cadenza/key s label``.
 
+The chord classifier and the key's chord probabilities are learned
+(``models/chords/chords.pt``, trained by ``python -m bench.chords --train``
+on the bench's train renders; see its card ``models/chords/CARD.md``).
+
 Causal, zero lookahead, one analysis every ``hop_ms``. Its fixed delay
 (``delay_s``, the node's declared latency) is half the analysis window plus
 the decimation filter's half length: a
@@ -28,10 +32,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from cadenza.engine import harness
+from cadenza.engine.errors import ModelError
 from cadenza.engine.events import OUTBOUND, Kind
 from cadenza.engine.harmony import chord_label, key_label
 from cadenza.engine.node import Context, Node, NodeIO, Option
@@ -39,21 +45,56 @@ from cadenza.instruments.listeners import chord_kernels as ck
 
 MAX_EVENTS = 8  # per block: a chord and a key change per hop, hops at most every 5 ms
 
-DEFAULTS = {  # chosen on the tune part (bench.chords --tune and single variants on its even clips)
+WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "chords" / "chords.pt"
+
+DEFAULTS = {  # chosen on the tune part (bench.chords --tune)
     "window_ms": 170.0,
     "hop_ms": 20.0,
-    "gamma": 100.0,
-    "whiten": 0,
-    "smooth": 0.3,
-    "harmonic_decay": 0.3,
-    "bass_weight": 0.0,
-    "beta": 10.0,
-    "stay": 0.99,
-    "n_score": 0.6,
+    "beta": 1.5,
+    "stay": 0.8,
     "key_tau_s": 30.0,
-    "key_bass_weight": 1.0,
-    "key_margin": 0.02,
+    "key_margin": 0.1,
 }
+
+
+@dataclass
+class ChordModel:
+    """The learned parts: the chord classifier (see :mod:`chord_kernels`) and the key's chord log-probabilities."""
+
+    lags: np.ndarray  # (n,) int64: hops back of the lagged treble and bass chroma among the features
+    w1: np.ndarray  # (hidden, (4 + 2 n) * 12): the ReLU layer over the features rolled to a root
+    b1: np.ndarray  # (hidden,)
+    w2: np.ndarray  # (2, hidden): major and minor scores
+    bias: np.ndarray  # (3,): major, minor, no chord
+    key_lp: np.ndarray  # (24 keys, 24 chords): log P(chord | key)
+    gamma: float  # front end: log(1 + gamma * x) of the semitone bands
+    smooth: float  # front end: weight kept of the previous hop's chroma
+
+    @property
+    def n_features(self) -> int:
+        """Chroma vectors per hop."""
+        return ck.N_BASE + 2 * len(self.lags)
+
+
+def load_model(path: Path = WEIGHTS) -> ChordModel:
+    """The chord model saved by ``python -m bench.chords --train``, checked against its sha256."""
+    from cadenza.models.weights import load_weights, reading
+
+    if not path.is_file():
+        raise ModelError(f"{path}: chord weights not found (train them: python -m bench.chords --train)")
+    sd = load_weights(path)
+    with reading(path, "chord listener weights"):
+        arrays = {k: np.ascontiguousarray(sd[k].double().numpy()) for k in ("w1", "b1", "w2", "bias")}
+        model = ChordModel(lags=sd["lags"].long().numpy().copy(), **arrays,
+                           key_lp=ck.key_chord_logp(sd["mode_logp"].double().numpy()),
+                           gamma=float(sd["gamma"]), smooth=float(sd["smooth"]))
+    hidden = len(model.b1)
+    if (model.w1.shape != (hidden, model.n_features * 12) or model.w2.shape != (2, hidden)
+            or model.bias.shape != (3,) or (model.lags < 1).any()):
+        raise ModelError(f"{path}: chord classifier of shapes {model.w1.shape} / {model.w2.shape} / "
+                         f"{model.bias.shape} with lags {model.lags.tolist()}, allowed "
+                         f"(hidden, {model.n_features * 12}) / (2, hidden) / (3,) with lags of 1 hop or more")
+    return model
 
 
 class ChordListener(Node):
@@ -61,32 +102,21 @@ class ChordListener(Node):
 
     OPTIONS = {
         "window_ms": Option(float, default=DEFAULTS["window_ms"], lo=40.0, hi=800.0,
-                            doc="analysis window, ms (rounded to a power of two in samples)"),
-        "hop_ms": Option(float, default=DEFAULTS["hop_ms"], lo=5.0, hi=100.0, doc="analysis hop, ms"),
-        "gamma": Option(float, default=DEFAULTS["gamma"], lo=0.1, hi=1000.0,
-                        doc="log compression of the semitone bands: log(1 + gamma * x)"),
-        "whiten": Option(int, default=DEFAULTS["whiten"], lo=0, hi=24,
-                         doc="semitones each side whose mean each band loses (0: off)"),
-        "smooth": Option(float, default=DEFAULTS["smooth"], lo=0.0, hi=0.99,
-                         doc="chroma smoothing: weight kept of the previous hop's chroma"),
-        "harmonic_decay": Option(float, default=DEFAULTS["harmonic_decay"], lo=0.0, hi=1.0,
-                                 doc="chord templates: weight of each next harmonic of a chord tone"),
-        "bass_weight": Option(float, default=DEFAULTS["bass_weight"], lo=0.0, hi=4.0,
-                              doc="weight of the bass chroma on the root against the treble template"),
-        "beta": Option(float, default=DEFAULTS["beta"], lo=0.1, hi=200.0,
-                       doc="chord HMM emission sharpness: exp(beta * score)"),
+                            doc="analysis window, ms (rounded to a power of two in samples; the model was "
+                                "trained at the default)"),
+        "hop_ms": Option(float, default=DEFAULTS["hop_ms"], lo=5.0, hi=100.0,
+                         doc="analysis hop, ms (the model was trained at the default)"),
+        "beta": Option(float, default=DEFAULTS["beta"], lo=0.1, hi=20.0,
+                       doc="chord HMM emission sharpness: exp(beta * classifier score)"),
         "stay": Option(float, default=DEFAULTS["stay"], lo=0.0, hi=0.9999,
                        doc="chord HMM probability of keeping the chord per hop"),
-        "n_score": Option(float, default=DEFAULTS["n_score"], lo=0.0, hi=1.0,
-                          doc="score of no-chord: a chord must match its template better than this"),
         "gate_db": Option(float, default=-60.0, lo=-120.0, hi=0.0,
                           doc="window level (dBFS) below which no chord sounds"),
         "key_tau_s": Option(float, default=DEFAULTS["key_tau_s"], lo=1.0, hi=600.0,
-                            doc="time constant of the key evidence, s"),
-        "key_bass_weight": Option(float, default=DEFAULTS["key_bass_weight"], lo=0.0, hi=4.0,
-                                  doc="weight of the bass chroma in the key evidence"),
+                            doc="time constant of the key's chord histogram, s"),
         "key_margin": Option(float, default=DEFAULTS["key_margin"], lo=0.0, hi=1.0,
-                             doc="correlation a new key must gain over the current one"),
+                             doc="mean chord log-probability a new key must gain over the current one"),
+        "weights": Option(str, default="", doc="chord model (default: models/chords/chords.pt)"),
     }
     CONTROLS = {
         "root": "chord root pitch class 0-11 (C = 0), -1 no chord",
@@ -103,6 +133,7 @@ class ChordListener(Node):
 
     def prepare(self, ctx: Context) -> None:
         o = self.options
+        self.model = model = self.load_model()
         self.sample_rate = sr = float(ctx.sample_rate)
         factor, self.fir = ck.decimation(sr)
         rate = sr / factor  # the analysis rate, Hz
@@ -115,15 +146,11 @@ class ChordListener(Node):
         cfg[ck.C_BIN_TO_MIDI] = math.log2(rate / n)
         cfg[ck.C_HOP] = hop
         cfg[ck.C_GATE] = 10.0 ** (o["gate_db"] / 10.0)
-        cfg[ck.C_GAMMA] = o["gamma"]
-        cfg[ck.C_WHITEN] = o["whiten"]
-        cfg[ck.C_SMOOTH] = o["smooth"]
-        cfg[ck.C_BASS_W] = o["bass_weight"]
+        cfg[ck.C_GAMMA] = model.gamma
+        cfg[ck.C_SMOOTH] = model.smooth
         cfg[ck.C_BETA] = o["beta"]
         cfg[ck.C_STAY] = o["stay"]
-        cfg[ck.C_N_SCORE] = o["n_score"]
         cfg[ck.C_KEY_COEF] = math.exp(-hop / (o["key_tau_s"] * rate))
-        cfg[ck.C_KEY_BASS_W] = o["key_bass_weight"]
         cfg[ck.C_KEY_MARGIN] = o["key_margin"]
         cfg[ck.C_KEY_MIN_HOPS] = math.ceil(ck.KEY_MIN_S * rate / hop)
         self.cfg = cfg
@@ -135,12 +162,13 @@ class ChordListener(Node):
         self.spec = np.zeros(n // 2 + 1, np.complex128)
         self.mag = np.zeros(n // 2 + 1, np.float64)
         self.semi = np.zeros(ck.P_HI - ck.P_LO, np.float64)
-        self.chroma = np.zeros((4, 12), np.float64)  # treble, bass, and their smoothed values
-        self.t_tpl, self.b_tpl = ck.chord_templates(o["harmonic_decay"])
+        self.chroma = np.zeros((model.n_features, 12), np.float64)  # the classifier's features
+        self.past = np.zeros((int(model.lags.max(initial=0)) + 1, 2, 12), np.float64)  # treble, bass per hop
+        self.u = np.zeros(model.n_features * 12, np.float64)
+        self.hid = np.zeros(len(model.b1), np.float64)
         self.score = np.zeros(ck.NO_CHORD_STATE + 1, np.float64)
         self.post = np.zeros(ck.NO_CHORD_STATE + 1, np.float64)
-        self.key_acc = np.zeros(12, np.float64)
-        self.key_prof = ck.key_profiles()
+        self.key_acc = np.zeros(ck.N_CHORDS, np.float64)
         self.ev_off = np.zeros(MAX_EVENTS, np.int64)
         self.ev_kind = np.zeros(MAX_EVENTS, np.int64)
         self.ev_a = np.zeros(MAX_EVENTS, np.int64)
@@ -151,6 +179,10 @@ class ChordListener(Node):
         scratch = {k: np.zeros(ctx.block, np.float32) for k in self.CONTROLS}
         self._run(np.zeros(ctx.block, np.float32), scratch)
 
+    def load_model(self) -> ChordModel:
+        """The chord model this node runs (``weights``, else the shipped one); called by ``prepare``."""
+        return load_model(Path(self.options["weights"] or WEIGHTS))
+
     def reset(self) -> None:
         self.st[:] = 0.0
         self.st[ck.S_CHORD] = ck.NO_CHORD_STATE
@@ -159,16 +191,18 @@ class ChordListener(Node):
         self.hist[:] = 0.0
         self.ring[:] = 0.0
         self.chroma[:] = 0.0
+        self.past[:] = 0.0
         self.post[:] = 0.0
         self.post[ck.NO_CHORD_STATE] = 1.0
         self.key_acc[:] = 0.0
 
     def _run(self, x: np.ndarray, out: dict) -> int:
-        ch = self.chroma
+        m = self.model
         return ck.chord_block(
-            x, self.cfg, self.st, self.fir, self.hist, self.ring, self.window, self.frame, self.spec, self.mag, self.semi, ch[0], ch[1], ch[2], ch[3], self.t_tpl, self.b_tpl, self.score,
-            self.post, self.key_acc, self.key_prof, out["root"], out["quality"], out["key"], out["confidence"],
-            out["key_confidence"], self.ev_off, self.ev_kind, self.ev_a, self.ev_b, self.ev_val)
+            x, self.cfg, self.st, self.fir, self.hist, self.ring, self.window, self.frame, self.spec, self.mag,
+            self.semi, self.chroma, self.past, m.lags, self.u, self.hid, m.w1, m.b1, m.w2, m.bias, self.score,
+            self.post, self.key_acc, m.key_lp, out["root"], out["quality"], out["key"], out["confidence"], out["key_confidence"],
+            self.ev_off, self.ev_kind, self.ev_a, self.ev_b, self.ev_val)
 
     def process(self, io: NodeIO) -> None:
         n = self._run(io.inputs["in"][0], io.published)
