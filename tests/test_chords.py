@@ -11,6 +11,7 @@ from pythonosc.osc_message import OscMessage
 
 from cadenza.engine.cli import main
 from cadenza.engine.control.osc import OscOut
+from cadenza.engine.errors import ModelError
 from cadenza.engine.events import Kind, make_events
 from cadenza.engine.harmony import chord_label, key_label
 from cadenza.engine.harness import Runner
@@ -113,6 +114,12 @@ def test_file_and_stream_agree(cadence, tmp_path, capsys):
     assert [float(r[0]) for r in rows] == [c["time"] for c in printed["chords"]]
     assert [r[1] for r in rows] == [c["label"] for c in printed["chords"]]
     assert rows[-1][2] == "C major"
+
+
+def test_missing_chord_weights_are_named(tmp_path):
+    missing = tmp_path / "chords.pt"
+    with pytest.raises(ModelError, match=f"{missing}: chord weights not found"):
+        Runner(ChordListener("chords", weights=str(missing)), SR, 128)
 
 
 def test_chord_and_key_events_become_osc_labels():
