@@ -22,8 +22,9 @@ Causal, zero lookahead, one analysis every ``hop_ms``. Its fixed delay
 (``delay_s``, the node's declared latency) is half the analysis window plus
 the decimation filter's half length: a
 label emitted live at time t describes the audio around ``t - delay_s``. A
-chord change shows after that delay plus the hops the chord HMM needs to be
-convinced (see the README for the measured figure). The kernels and the
+chord change shows once the classifier and the chord HMM are convinced —
+sometimes before ``delay_s``, from the newest part of the window, never
+before the change sounds (see the README for the measured figures). The kernels and the
 algorithm are in :mod:`cadenza.instruments.listeners.chord_kernels`;
 :func:`track` runs the same node over a whole signal (``cadenza chords``).
 """
