@@ -20,7 +20,9 @@ Where the beat comes from:
   moving later, or jumps, ``DRIFT`` of a beat, as when the band stops — the band's time
   goes on from the last beat played, at the listener's last believed tempo, so
   the parts play through a break in time; the listener is believed again once
-  ``KEPT`` beats in a row, a beat apart, arrived where it predicted them.
+  ``KEPT`` beats in a row, a beat apart, arrived where it predicted them, at a
+  tempo that is not twice or half the one it had (an octave slip of the
+  listener is not the band's).
 
 Musical time stays continuous through a hand-over and through a listener's
 change of mind: the grid takes the listener's phase at the nearest beat,
@@ -120,6 +122,7 @@ class Grid:
         self.watched_seen = self.watched_seen_last = 0  # blocks it was first and last predicted in
         self.kept, self.kept_at = 0, -1e18  # beats in a row that arrived as predicted, a beat apart; the last one
         self.judged, self.found = -1e18, False  # the beat judged last; whether a lost listener was just found
+        self.confirmed = False  # a listener was found once: its tempo is the band's, not a start-up guess
         self.count = 0
         self.locked = False
 
@@ -197,7 +200,8 @@ class Grid:
         later than first predicted, or predicted ``JUMP`` away from where the grid's own time puts
         it, means the band stopped or the listener lost it (``lost``); a lost listener is believed
         again once ``KEPT`` beats in a row, a beat apart, each predicted ``HELD`` of a beat ahead,
-        arrived where it said. ``sure_spb`` follows its beat length while it is believed and the
+        arrived where it said — unless it now counts twice or half the band's tempo the grid has
+        confirmed (a listener's octave slip, not the band's). ``sure_spb`` follows its beat length while it is believed and the
         beat it predicts holds within ``STILL`` of where it first said.
         ``beats_ahead``: how far the grid's own time puts the predicted beat after ``s0``, in beats."""
         if self.watched_first > 0.0 and (s0 >= self.watched_last or pred > self.watched_last + 0.5 * spb):
@@ -225,8 +229,9 @@ class Grid:
         spaced = abs(self.watched_last - self.kept_at - spb) < DRIFT * spb
         self.kept = (self.kept + 1 if spaced else 1) if held else 0
         self.kept_at = self.watched_last if held else -1e18
-        if self.lost and self.kept >= KEPT:  # believed again, at the tempo it has shown
-            self.lost, self.found = False, True
+        octave = self.confirmed and min(abs(spb / self.sure_spb - r) / r for r in (0.5, 2.0)) < DRIFT
+        if self.lost and self.kept >= KEPT and not octave:  # believed again, at the tempo it has shown
+            self.lost, self.found, self.confirmed = False, True, True
             self.sure_spb = spb
         self.judged, self.watched_first = self.watched_last, -1.0
 
