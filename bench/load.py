@@ -83,6 +83,10 @@ def main(argv=None) -> int:
         for block in BLOCKS:
             results[f"{name}@{block}"] = measure(name, block, seconds)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    if args.patch and RESULTS.exists():  # a run of some patches updates their rows, keeps the others'
+        kept = json.loads(RESULTS.read_text())
+        if kept.get("seconds") == seconds:
+            results = kept["patches"] | results
     RESULTS.write_text(json.dumps({"sample_rate": SAMPLE_RATE, "seconds": seconds, "patches": results},
                                   indent=2) + "\n")
     print("| patch | block | period µs | p50 µs | p99 µs | max µs | p99 load |")
