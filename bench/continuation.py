@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| event step p50 / p99 / max (µs), torch, 1 CPU thread | {step['p50']} / {step['p99']} / {step['max']} | |")
     print(f"| continue_bar(16) p50 / p99 (ms), 1 CPU thread | {bar['p50']} / {bar['p99']} | worker-lane job |")
     print("| GPU | n/a | no device machine lent to this task |")
-    print(f"\ntraining: {meta.get('steps')} steps in {meta.get('train_seconds')} s on {meta.get('device')} "
+    print(f"\ntraining: {meta.get('total_steps', meta.get('steps'))} steps in "
+          f"{meta.get('total_train_seconds', meta.get('train_seconds'))} s on {meta.get('device')} "
           f"({meta.get('threads')} thread(s)), {meta.get('parameters')} parameters")
     print(f"wrote {out}")
     return 0
