@@ -277,9 +277,10 @@ class Graph:
             if target in self._reporting:
                 self._report(ev["time"], ev["kind"], target, ev["channel"], ev["a"], ev["b"])
 
-    def _emit(self, time, kind, target, channel, a, b, value) -> None:
-        """A node's emit: same-block events to later nodes land in their inbox now."""
-        if kind in ECHOED_KINDS or target == OUTBOUND:
+    def _emit(self, time, kind, target, channel, a, b, value, echo=True) -> None:
+        """A node's emit: same-block events to later nodes land in their inbox now. ``echo`` False (a
+        node passing on an event it received) sends no copy out of the engine: the first one did."""
+        if echo and (kind in ECHOED_KINDS or target == OUTBOUND):
             self._emit_outbound(time, kind, self._current, channel, a, b, value)
         if target < 0:
             return

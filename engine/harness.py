@@ -102,7 +102,7 @@ class Runner:
             io.controls[local] = np.zeros(block, np.float32)
         node.open(Context(self.sample_rate, block, node.id))  # prepare, then reset
 
-    def _collect(self, time, kind, target, channel, a, b, value) -> None:
+    def _collect(self, time, kind, target, channel, a, b, value, echo=True) -> None:
         self._emitted.append((time, kind, target, channel, a, b, value))
 
     def reset(self) -> None:

@@ -161,6 +161,12 @@ class NodeIO:
         self._emit(self.block_start + offset, kind,
                    self.default_target if target is None else target, channel, a, b, value)
 
+    def pass_on(self, ev) -> None:
+        """Send an event this node received (a row of ``events``) on to its destination, at its own
+        sample, with no copy out of the engine (the node that made it sent one)."""
+        self._emit(int(ev["time"]), int(ev["kind"]), self.default_target, int(ev["channel"]), int(ev["a"]),
+                   int(ev["b"]), float(ev["value"]), echo=False)
+
 
 class Node:
     """Base class of every graph node. Subclasses override what they need."""

@@ -249,3 +249,30 @@ def test_band_follow_live_sends_beats_downbeats_chords_and_its_notes_over_osc(ba
             "/cadenza/out/bass/note"} <= addresses, sorted(addresses)
     chords = [args[0] for address, args in got if address == "/cadenza/chord"]
     assert {"C:maj", "F:maj", "G:maj"} <= set(chords)
+
+
+def test_genie_band_plays_genie_in_the_band_s_key_and_goes_on_in_it_when_you_stop(band, tmp_path):
+    patch = tmp_path / "genie_band.toml"  # the band plays in C; Genie's own key is set far from it, F# major
+    patch.write_text((REPO / "patches" / "genie_band.toml").read_text().replace('key = "C"', 'key = "F#"'))
+    presses = tmp_path / "presses.mid"  # a button every beat (120 BPM) from 8 s to 13.5 s, then nothing
+    track = mido.MidiTrack()
+    for i in range(12):
+        note = (60, 62, 64, 65, 67, 69, 71, 72)[(i * 3) % 8]
+        track += [mido.Message("note_on", note=note, velocity=90, time=480 if i else 16 * 480),
+                  mido.Message("note_off", note=note, time=240)]
+    mido.MidiFile(type=0, ticks_per_beat=480, tracks=[track]).save(presses)  # 480 ticks a beat: 0.5 s
+    notes = tmp_path / "notes.mid"
+    render(patch, tmp_path / "mix.wav", midi=presses, input_wav=band["clip"], tail_s=0.0, quiet=True,
+           notes_out=notes)
+    played = note_ons(notes)
+    c_major = {0, 2, 4, 5, 7, 9, 11}
+    genie = [(t, n) for t, n in played["genie"]]
+    assert len(genie) == 12 and 7.9 < genie[0][0] < 8.1
+    assert {n % 12 for _, n in genie} <= c_major  # the key the listener hears, not F# major
+    mix, rate = sf.read(tmp_path / "mix.wav", dtype="float32")
+    assert np.sqrt(np.mean(mix[int(8.2 * rate): int(13.5 * rate)] ** 2)) > 1e-3, "the piano did not play Genie"
+    cont = played.get("cont", [])
+    assert not [t for t, _ in cont if t < 13.8], "the presses passed on to the piano went out a second time"
+    after = [n for t, n in cont if t > 15.0]  # a bar of silence after the last press
+    assert len(after) >= 4, "nothing went on after the performer stopped"
+    assert np.mean([n % 12 in c_major for n in after]) >= 0.95

@@ -19,6 +19,9 @@ Params: ``temperature`` (0 greedy), ``density`` (note vs rest), ``register_lo`` 
 ``register_hi`` (MIDI). With ``key_from`` = a chord listener's id, the notes keep
 to the key it hears (its ``key`` control, tonic + 12 × mode; none until it knows).
 Deterministic with ``seed`` (bar ``n`` of a continuation uses ``seed + n``).
+With ``thru`` the performer's notes also go on to ``notes_to`` (passed on, not
+sent out of the engine a second time), so the node is an insert between a
+controller (or Piano Genie) and the voice.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ class ContinuationGenerator(GridGenerator):
         "wait_bars": Option(int, default=1, lo=1, hi=16, doc="bars of silence before the continuation starts"),
         "key_from": Option(str, default="", doc="id of the chord listener whose key the notes keep to; '' none"),
         "weights": Option(str, default="", doc="continuation weights file ('' the shipped continuation.pt)"),
+        "thru": Option(bool, default=False, doc="the performer's notes also go on to notes_to (an insert: "
+                                                "the voice plays them, and the continuation after them)"),
     }
     PARAMS = GridGenerator.PARAMS | {
         "temperature": Param(1.0, 0.0, 2.0, "", "sampling temperature (0 greedy)"),
@@ -96,6 +101,10 @@ class ContinuationGenerator(GridGenerator):
         count = g.advance(io, float(self.params[self.P.swing]))
         if count:
             self.ref_step, self.ref_sample = int(g.step[count - 1]), io.block_start + int(g.offset[count - 1])
+        if self.options["thru"]:
+            for ev in io.events:
+                if ev["kind"] == Kind.NOTE_ON or ev["kind"] == Kind.NOTE_OFF:
+                    io.pass_on(ev)
         if self.ref_sample >= 0:
             self._hear(io)
         if self.hears_key:

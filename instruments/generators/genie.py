@@ -8,7 +8,8 @@ matching NOTE_OFF. Notes are also echoed out of the engine (OSC / MIDI out).
 
 The time since the previous press feeds the decoder, as in training. After
 ``reset_after`` seconds with no button held and no press, the decoder state
-restarts (a new phrase). ``key`` + ``scale`` restrict the keys it may choose;
+restarts (a new phrase). ``key`` + ``scale`` restrict the keys it may choose (or, with ``key_from`` = a
+chord listener's id, the major or minor scale of the key it hears, once it knows one);
 ``lowest``/``highest`` (MIDI) bound them; ``temperature`` 0 is greedy.
 """
 
@@ -80,6 +81,8 @@ class GenieNode(Node):
                               doc="seconds of silence after which the phrase restarts"),
         "seed": Option(int, default=0, lo=0, hi=2**31 - 1, doc="sampling seed (temperature > 0)"),
         "channel": Option(int, default=0, lo=0, hi=15, doc="MIDI channel of the notes sent"),
+        "key_from": Option(str, default="", doc="id of a chord listener whose key (major or minor scale) the "
+                                                "keys keep to once it knows one, in place of key and scale"),
     }
     PARAMS = {
         "temperature": Param(0.0, 0.0, 2.0, "", "0 = always the most likely key"),
@@ -90,10 +93,14 @@ class GenieNode(Node):
     def __init__(self, node_id: str, **options):
         super().__init__(node_id, **options)
         self.weights = weights_path(self.options["weights"])  # named now; loaded in prepare
-        self.scale = scale_mask(self.options["key"], self.options["scale"])
+        self.scale = self.fixed_scale = scale_mask(self.options["key"], self.options["scale"])
+        if self.options["key_from"]:
+            self.reads = {"key": f"{self.options['key_from']}.key"}
         self.ignored = 0  # BUTTON events with an index outside 0..buttons-1
 
     def prepare(self, ctx) -> None:
+        # the 24 keys a listener may name (tonic + 12 × mode), as scale masks, made now: a key change only picks one
+        self.listened_scales = [scale_mask(NOTE_NAMES[k % 12], ("major", "minor")[k // 12]) for k in range(24)]
         self.decoder = load_decoder(self.weights, self.options["seed"])
         self.buttons = self.decoder.levels
         self.held = np.full(self.buttons, -1, dtype=np.int64)  # pitch sounding per button, -1 none
@@ -138,6 +145,9 @@ class GenieNode(Node):
         return off, on
 
     def process(self, io) -> None:
+        if self.options["key_from"]:
+            key = int(io.controls["key"][-1])
+            self.scale = self.listened_scales[key] if 0 <= key < 24 else self.fixed_scale
         channel = self.options["channel"]
         for ev in io.events:
             if ev["kind"] != Kind.BUTTON:
