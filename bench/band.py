@@ -38,14 +38,13 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import mido  # noqa: E402
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 import tomlkit  # noqa: E402
 
 from bench.datasets.band_set import KINDS, SR, Clip, load_clips  # noqa: E402
 from cadenza.engine.cli import render  # noqa: E402
-from cadenza.engine.midi import NOTES_OUT_BPM, NOTES_OUT_TICKS  # noqa: E402
+from cadenza.engine.midi import read_notes_file  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PATCH = ROOT / "patches" / "band_follow.toml"
@@ -83,20 +82,6 @@ def patch_for(clip: Clip, system: str, folder: Path) -> Path:
     return path
 
 
-def notes_on(path: Path) -> dict[str, list[tuple[float, int]]]:
-    """(onset s, MIDI note) of each track's note-ons in a notes-out file."""
-    seconds_per_tick = 60.0 / NOTES_OUT_BPM / NOTES_OUT_TICKS
-    out = {}
-    for track in mido.MidiFile(str(path)).tracks[1:]:
-        tick, notes = 0, []
-        for msg in track:
-            tick += msg.time
-            if msg.type == "note_on" and msg.velocity > 0:
-                notes.append((tick * seconds_per_tick, msg.note))
-        out[track.name] = notes
-    return out
-
-
 def score(clip: Clip, notes: dict) -> dict:
     """Onset errors (s) per generator and the bass's chord-tone hits, as the module docstring says."""
     start = SKIP_S
@@ -130,7 +115,7 @@ def play(clip: Clip, system: str, folder: Path) -> tuple[dict, float]:
     mid = folder / f"{clip.spec.name}-{system.replace(' ', '-')}.mid"
     t0 = time.perf_counter()
     render(patch_for(clip, system, folder), folder / "mix.wav", input_wav=wav, tail_s=0.0, quiet=True, notes_out=mid)
-    return notes_on(mid), time.perf_counter() - t0
+    return read_notes_file(mid), time.perf_counter() - t0
 
 
 def summarise(rows: list[dict], clips: list[Clip]) -> dict:

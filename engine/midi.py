@@ -170,6 +170,20 @@ def write_notes_file(path: str | Path, notes: dict[str, np.ndarray], sample_rate
     midi.save(str(path))
 
 
+def read_notes_file(path: str | Path) -> dict[str, list[tuple[float, int]]]:
+    """(onset s, MIDI note) of every note-on, per named track, of a file :func:`write_notes_file` wrote."""
+    seconds_per_tick = 60.0 / NOTES_OUT_BPM / NOTES_OUT_TICKS
+    tracks = {}
+    for track in mido.MidiFile(str(path)).tracks[1:]:
+        tick, notes = 0, []
+        for msg in track:
+            tick += msg.time
+            if msg.type == "note_on" and msg.velocity > 0:
+                notes.append((tick * seconds_per_tick, msg.note))
+        tracks[track.name] = notes
+    return tracks
+
+
 def midi_to_events(messages, midi_map: MidiMap, sample_rate: int, offset_s: float = 0.0) -> np.ndarray:
     """Stamp timed MIDI messages as engine events at ``sample_rate`` (an event array)."""
     rows = []

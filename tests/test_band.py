@@ -24,7 +24,7 @@ from cadenza.engine.cli import render
 from cadenza.engine.patch import PatchError
 from cadenza.engine.grid import Grid
 from cadenza.engine.harmony import ChordMemory
-from cadenza.engine.midi import NOTES_OUT_BPM, NOTES_OUT_TICKS
+from cadenza.engine.midi import read_notes_file
 from tests.helpers import drain, engine_from_toml, receiver
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,20 +58,6 @@ def band_clip(path: Path, seconds: float, chords: bool) -> Path:
     return path
 
 
-def note_ons(path: Path) -> dict[str, list[tuple[float, int]]]:
-    """(onset s, MIDI note) per track of a notes-out file."""
-    tick_s = 60.0 / NOTES_OUT_BPM / NOTES_OUT_TICKS
-    tracks = {}
-    for track in mido.MidiFile(str(path)).tracks[1:]:
-        tick, notes = 0, []
-        for msg in track:
-            tick += msg.time
-            if msg.type == "note_on" and msg.velocity > 0:
-                notes.append((tick * tick_s, msg.note))
-        tracks[track.name] = notes
-    return tracks
-
-
 @pytest.fixture(scope="module")
 def band(tmp_path_factory) -> dict:
     """band_follow over the chord clip, rendered once: the clip, the notes-out file, its notes."""
@@ -79,13 +65,13 @@ def band(tmp_path_factory) -> dict:
     clip = band_clip(folder / "band.wav", 24.0, chords=True)
     notes = folder / "generated.mid"
     render("band_follow", folder / "mix.wav", input_wav=clip, tail_s=0.0, quiet=True, notes_out=notes)
-    return {"folder": folder, "clip": clip, "notes_file": notes, "notes": note_ons(notes)}
+    return {"folder": folder, "clip": clip, "notes_file": notes, "notes": read_notes_file(notes)}
 
 
 def test_drums_land_within_3_ms_of_every_click_after_4_s(tmp_path):
     clip = band_clip(tmp_path / "click.wav", 16.0, chords=False)
     render("band_follow", tmp_path / "mix.wav", input_wav=clip, tail_s=0.0, quiet=True, notes_out=tmp_path / "gen.mid")
-    drums = np.array([t for t, _ in note_ons(tmp_path / "gen.mid")["drums"]])
+    drums = np.array([t for t, _ in read_notes_file(tmp_path / "gen.mid")["drums"]])
     clicks = np.arange(8, 32) * BEAT_S  # every click from 4 s to the end
     nearest = np.abs(drums[None, :] - clicks[:, None]).min(axis=1)
     assert nearest.max() <= 0.003, f"clicks missed by up to {nearest.max() * 1e3:.1f} ms: {np.round(nearest * 1e3, 1)}"
@@ -97,7 +83,7 @@ def test_through_a_break_the_drums_keep_the_band_s_time_and_find_it_again(tmp_pa
     audio[10 * SR: 14 * SR] = 0.0  # the band stops for two bars
     sf.write(clip, audio, SR)
     render("band_follow", tmp_path / "mix.wav", input_wav=clip, tail_s=0.0, quiet=True, notes_out=tmp_path / "gen.mid")
-    drums = np.array(sorted({t for t, _ in note_ons(tmp_path / "gen.mid")["drums"]}))
+    drums = np.array(sorted({t for t, _ in read_notes_file(tmp_path / "gen.mid")["drums"]}))
     in_break = drums[(drums > 11.0) & (drums < 14.0)]
     sixteenths = np.arange(0.0, 22.0, BEAT_S / 4)
     assert len(in_break) >= 10, "the drums stopped with the band"
@@ -144,7 +130,7 @@ type = "synth"
     silence = tmp_path / "silence.wav"
     sf.write(silence, np.zeros(4 * SR, np.float32), SR)
     render(patch, tmp_path / "out.wav", input_wav=silence, tail_s=0.0, quiet=True, notes_out=tmp_path / "gen.mid")
-    onsets = sorted({round(t, 4) for t, _ in note_ons(tmp_path / "gen.mid")["drums"]})
+    onsets = sorted({round(t, 4) for t, _ in read_notes_file(tmp_path / "gen.mid")["drums"]})
     # straight rows: kick, snare and hats on the beats, hats on the off-beat eighth, pushed to 0.6 of the beat
     want = sorted({round(b * BEAT_S, 4) for b in range(8)} | {round((b + 0.6) * BEAT_S, 4) for b in range(8)})
     assert onsets[: len(want)] == want
@@ -264,7 +250,7 @@ def test_genie_band_plays_genie_in_the_band_s_key_and_goes_on_in_it_when_you_sto
     notes = tmp_path / "notes.mid"
     render(patch, tmp_path / "mix.wav", midi=presses, input_wav=band["clip"], tail_s=0.0, quiet=True,
            notes_out=notes)
-    played = note_ons(notes)
+    played = read_notes_file(notes)
     c_major = {0, 2, 4, 5, 7, 9, 11}
     genie = [(t, n) for t, n in played["genie"]]
     assert len(genie) == 12 and 7.9 < genie[0][0] < 8.1
