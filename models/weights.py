@@ -116,3 +116,22 @@ def reading(path: str | Path, what: str):
         raise ModelError(f"{path}: not {what} (no {exc.args[0]!r} in it)") from None
     except (IndexError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         raise ModelError(f"{path}: not {what} ({first_line(exc)})") from None
+
+
+def save_model(model, path: str | Path, **extra) -> None:
+    """Save a model with a ``config`` (``to_dict()``): its config, state dict and plain-data metadata
+    ``extra``, weights_only-loadable, with its sha256 (:func:`save_weights`)."""
+    save_weights({"config": model.config.to_dict(), "state_dict": model.state_dict(), "meta": extra}, path)
+
+
+def load_model(path: str | Path, make, what: str, device="cpu"):
+    """Load what :func:`save_model` wrote (sha256-checked, weights_only): ``make(config dict)`` builds the
+    empty model; weights that do not fit it are a ModelError naming ``what``. Returns (model in eval mode
+    on ``device``, meta)."""
+    blob = load_weights(path, device)
+    with reading(path, what):
+        model = make(blob["config"])
+        model.load_state_dict(blob["state_dict"])
+        meta = blob.get("meta", {})
+    return model.to(device).eval(), meta
+

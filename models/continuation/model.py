@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from cadenza.models.continuation.events import BEAT, VOCAB
-from cadenza.models.weights import load_weights, reading, save_weights
+from cadenza.models.weights import load_model, save_model
 
 
 @dataclass
@@ -64,14 +64,9 @@ class ContinuationNet(nn.Module):
 
 def save(model: ContinuationNet, path, **extra) -> None:
     """Save the state dict, the config and plain-data metadata (weights_only-loadable), with its sha256."""
-    save_weights({"config": model.config.to_dict(), "state_dict": model.state_dict(), "meta": extra}, path)
+    save_model(model, path, **extra)
 
 
 def load(path, device: str | torch.device = "cpu") -> tuple[ContinuationNet, dict]:
     """Load weights written by :func:`save` (sha256-checked, weights_only); returns (model in eval mode, meta)."""
-    blob = load_weights(path, device)
-    with reading(path, "a continuation model"):
-        model = ContinuationNet(ContinuationConfig(**blob["config"]))
-        model.load_state_dict(blob["state_dict"])
-        meta = blob.get("meta", {})
-    return model.to(device).eval(), meta
+    return load_model(path, lambda config: ContinuationNet(ContinuationConfig(**config)), "a continuation model", device)

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cadenza.models.weights import load_weights, reading, save_weights
+from cadenza.models.weights import load_model, save_model
 
 NUM_KEYS = 88
 START = NUM_KEYS  # the "previous key" token of a sequence's first note
@@ -152,14 +152,9 @@ class Genie(nn.Module):
 
 def save(model: Genie, path, **extra) -> None:
     """Save the state dict, the config and plain-data metadata (weights_only-loadable), with its sha256."""
-    save_weights({"config": model.config.to_dict(), "state_dict": model.state_dict(), "meta": extra}, path)
+    save_model(model, path, **extra)
 
 
 def load(path, device: str | torch.device = "cpu") -> tuple[Genie, dict]:
     """Load weights written by :func:`save` (sha256-checked, weights_only); returns (model in eval mode, meta)."""
-    blob = load_weights(path, device)
-    with reading(path, "a Piano Genie model"):
-        model = Genie(GenieConfig(**blob["config"]))
-        model.load_state_dict(blob["state_dict"])
-        meta = blob.get("meta", {})
-    return model.to(device).eval(), meta
+    return load_model(path, lambda config: Genie(GenieConfig(**config)), "a Piano Genie model", device)
