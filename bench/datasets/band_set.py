@@ -20,14 +20,13 @@ generator's ``VERSION`` changes.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
-from bench.datasets.chord_set import DRUM_CH, MAJOR_LOOPS, MINOR_LOOPS, SF2, SR, render
+from bench.datasets.chord_set import DRUM_CH, MAJOR_LOOPS, MINOR_LOOPS, SR, cached_clip, render
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "data" / "band"
@@ -154,28 +153,18 @@ def _truth(spec: ClipSpec) -> tuple[np.ndarray, float]:
     return grid, ramp_end
 
 
+def _build(spec: ClipSpec, synth) -> tuple[np.ndarray, dict]:
+    rng = np.random.default_rng(spec.seed)
+    notes, chords = band_notes(spec, rng)
+    programs = {1: int(rng.choice([0, 4, 16, 24])), 2: int(rng.choice([32, 33, 34])), DRUM_CH: 0}
+    return render(notes, programs, float(time_map(spec)(BARS * 4.0)), synth), {"chords": chords}
+
+
 def load_clips(part: str, quick: bool = False) -> list[Clip]:
     """The clips of a part, rendered now where missing."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    synth = None
     clips = []
     for spec in clip_specs(part, quick):
-        wav, meta = CACHE / f"{spec.name}.wav", CACHE / f"{spec.name}.json"
-        info = json.loads(meta.read_text()) if meta.exists() and wav.exists() else {}
-        if info.get("version") != VERSION or info.get("spec") != asdict(spec):
-            if synth is None:
-                import fluidsynth
-
-                fs = fluidsynth.Synth(samplerate=float(SR))
-                synth = (fs, fs.sfload(SF2))
-            rng = np.random.default_rng(spec.seed)
-            notes, chords = band_notes(spec, rng)
-            programs = {1: int(rng.choice([0, 4, 16, 24])), 2: int(rng.choice([32, 33, 34])), DRUM_CH: 0}
-            seconds = float(time_map(spec)(BARS * 4.0))
-            sf.write(str(wav), render(notes, programs, seconds, synth), SR, subtype="FLOAT")
-            info = {"version": VERSION, "spec": asdict(spec), "chords": chords}
-            meta.write_text(json.dumps(info))
-        audio, _ = sf.read(str(wav), dtype="float32")
+        audio, info = cached_clip(CACHE, spec, VERSION, functools.partial(_build, spec))
         grid, ramp_end = _truth(spec)
         clips.append(Clip(spec, audio, grid, [tuple(c) for c in info["chords"]], ramp_end))
     return clips

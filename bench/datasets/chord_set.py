@@ -28,6 +28,7 @@ missing or when the generator's :data:`VERSION` changed.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -266,7 +267,32 @@ def clip_specs(split: str, quick: bool = False) -> list[ClipSpec]:
     return specs
 
 
-def _build(spec: ClipSpec, synth) -> tuple[np.ndarray, list[str], float, str]:
+@functools.cache
+def fluid_synth():
+    """One FluidSynth at SR with FluidR3 GM loaded, as (synth, SoundFont id) for :func:`render`."""
+    import fluidsynth
+
+    fs = fluidsynth.Synth(samplerate=float(SR))
+    return fs, fs.sfload(SF2)
+
+
+def cached_clip(folder: Path, spec, version: int, build) -> tuple[np.ndarray, dict]:
+    """(audio, info) of the clip ``spec`` (a dataclass with a ``name``) cached in ``folder`` as a mono float
+    WAV at SR and a JSON of ``info``; rendered now by ``build(synth) -> (audio, info)`` (``synth`` from
+    :func:`fluid_synth`) where missing or made by another ``version`` of the generator or another spec."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wav, meta = folder / f"{spec.name}.wav", folder / f"{spec.name}.json"
+    info = json.loads(meta.read_text()) if meta.exists() and wav.exists() else {}
+    if info.get("version") != version or info.get("spec") != asdict(spec):
+        audio, made = build(fluid_synth())
+        sf.write(str(wav), audio, SR, subtype="FLOAT")
+        info = {"version": version, "spec": asdict(spec)} | made
+        meta.write_text(json.dumps(info))
+    audio, _ = sf.read(str(wav), dtype="float32")
+    return audio, info
+
+
+def _build(spec: ClipSpec, synth) -> tuple[np.ndarray, dict]:
     rng = np.random.default_rng(spec.seed)
     if spec.source == "chorale":
         notes, beat_labels, key, seconds = chorale_notes(spec.piece, spec.bpm, rng)
@@ -276,28 +302,15 @@ def _build(spec: ClipSpec, synth) -> tuple[np.ndarray, list[str], float, str]:
         key = key_label(spec.tonic, int(spec.minor))
         programs = {0: int(rng.choice([73, 65, 80, 11])), 1: int(rng.choice([0, 4, 16, 24, 48])),
                     2: int(rng.choice([32, 33, 34, 38])), DRUM_CH: 0}
-    return render(notes, programs, seconds, synth), beat_labels, 60.0 / spec.bpm, key
+    return render(notes, programs, seconds, synth), {"beat_labels": beat_labels, "beat_s": 60.0 / spec.bpm,
+                                                     "key": key}
 
 
 def load_clips(split: str, quick: bool = False) -> list[Clip]:
     """The clips of a split, rendered now where missing."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    synth = None
     clips = []
     for spec in clip_specs(split, quick):
-        wav, meta = CACHE / f"{spec.name}.wav", CACHE / f"{spec.name}.json"
-        info = json.loads(meta.read_text()) if meta.exists() and wav.exists() else {}
-        if info.get("version") != VERSION or info.get("spec") != asdict(spec):
-            if synth is None:
-                import fluidsynth
-
-                fs = fluidsynth.Synth(samplerate=float(SR))
-                synth = (fs, fs.sfload(SF2))
-            audio, beat_labels, beat_s, key = _build(spec, synth)
-            sf.write(str(wav), audio, SR, subtype="FLOAT")
-            info = {"version": VERSION, "spec": asdict(spec), "beat_labels": beat_labels, "beat_s": beat_s, "key": key}
-            meta.write_text(json.dumps(info))
-        audio, _ = sf.read(str(wav), dtype="float32")
+        audio, info = cached_clip(CACHE, spec, VERSION, functools.partial(_build, spec))
         intervals, labels = segments(info["beat_labels"], info["beat_s"])
         clips.append(Clip(spec.name, spec.source, audio, intervals, labels, info["key"]))
     return clips
