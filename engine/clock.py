@@ -104,26 +104,29 @@ class Timeline:
     """Where a running sample count sits on the wall clock, robust to a busy machine.
 
     ``follow(count, t)`` once per block: sample ``count`` is due at monotonic
-    second ``t``, as the backend reports it (JACK's cycle times). The report
-    carries wake-up jitter, lone excursions (a cycle reported late, the next
-    one early; a frame time read twice) and real jumps (cycles the server
-    played without us; a driver that fell behind the wall clock). It tracks
-    ``offset`` — the monotonic second of sample 0, t − count / rate: within
-    ``JITTER_S`` of it a half step smooths the report; beyond, the report is
-    believed once the next block confirms it (within ``JITTER_S`` of it), so
-    a real jump is followed in two blocks and a lone excursion moves nothing.
-    ``lag``: how far, in samples, the offset has moved since the first block, moved only
-    by more than ``STEADY_SAMPLES`` at a time.
+    second ``t``, as the backend reports it (JACK's cycle times). It tracks
+    ``offset`` — the monotonic second of sample 0, t − count / rate — with a
+    second-order loop (a DLL, as JACK and scsynth filter their own clocks):
+    the offset and its ``drift`` per sample, so a driver whose samples run
+    slower than the wall clock (JACK's dummy driver falls behind by up to 2 %
+    on a busy machine) is followed without lag, and wake-up jitter is
+    smoothed. A report beyond ``JITTER_S`` of the prediction is either a lone
+    excursion (a cycle reported late, the next one early; a frame time read
+    twice), which moves nothing, or a real jump (cycles the server played
+    without us), believed once the next block confirms it. ``lag``: how far,
+    in whole samples, the offset has moved since the first block.
     """
 
-    GAIN = 0.5  # JACK's estimate is a DLL already: a light touch, so its slews after a jump are not lagged
+    GAIN = 0.5  # of the offset, per report
+    DRIFT_GAIN = 0.1  # of the drift: a 1 % rate error is followed within ~20 blocks
     JITTER_S = 0.0005
-    STEADY_SAMPLES = 2  # ``lag`` moves only when the offset has moved further: jitter never respaces events
 
     def __init__(self, sample_rate: int):
         self.rate = float(sample_rate)
         self.offset: float | None = None
+        self.drift = 0.0  # s of offset per sample
         self._first = 0.0
+        self._count = 0
         self._candidate: float | None = None
         self.lag = 0
 
@@ -132,17 +135,22 @@ class Timeline:
         offset = t - count / self.rate
         if self.offset is None:
             self.offset = self._first = offset
-        elif abs(offset - self.offset) <= self.JITTER_S:
-            self.offset += self.GAIN * (offset - self.offset)
+            self._count = count
+            return t
+        predicted = self.offset + self.drift * (count - self._count)
+        error = offset - predicted
+        if abs(error) <= self.JITTER_S:
+            self.offset = predicted + self.GAIN * error
+            self.drift += self.DRIFT_GAIN * error / max(count - self._count, 1)
             self._candidate = None
         elif self._candidate is not None and abs(offset - self._candidate) <= self.JITTER_S:
             self.offset = offset
             self._candidate = None
         else:
+            self.offset = predicted
             self._candidate = offset
-        lag = round((self.offset - self._first) * self.rate)
-        if abs(lag - self.lag) > self.STEADY_SAMPLES:
-            self.lag = lag
+        self._count = count
+        self.lag = round((self.offset - self._first) * self.rate)
         return self.offset + count / self.rate
 
 

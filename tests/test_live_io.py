@@ -160,12 +160,24 @@ def test_jack_midi_is_applied_at_its_frame_offset(jack_server, tmp_path):
     assert list(latency) == [delay] * len(offsets)
 
 
+def frame_of(cycles: np.ndarray, t: float) -> float:
+    """The JACK frame due at monotonic second ``t``, by JACK's own cycle times (a probe's ``cycles``)."""
+    frames, due = cycles[:, 0], cycles[:, 2]
+    i = int(np.searchsorted(due, t)) - 1
+    return frames[i] + (t - due[i]) / (due[i + 1] - due[i]) * (frames[i + 1] - frames[i])
+
+
 def test_osc_notes_sound_and_timetagged_bundles_land_on_their_sample(jack_server, tmp_path):
+    """Timetagged notes sound as far apart as JACK's own clock puts their timetags. The dummy
+    driver's frames run up to 2 % slower than the wall clock on a busy machine, so that frame
+    is not the tags' nominal 48 kHz spacing: it is read from JACK's cycle times, as bench.soak does."""
     from pythonosc.osc_bundle_builder import OscBundleBuilder
     from pythonosc.osc_message_builder import OscMessageBuilder
 
     server = jack_server(128)
     engine, backend = jack_engine(write_patch(tmp_path), server)
+    clock = JackProbe("clock", clock=True, yield_cpu=True)
+    tags = []
     try:
         with playing(engine, backend) as layer:
             port = layer.osc_in.address[1]
@@ -175,8 +187,10 @@ def test_osc_notes_sound_and_timetagged_bundles_land_on_their_sample(jack_server
             osc_send(port, "/cadenza/note", 60, 0)
             time.sleep(0.2)
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            wall_to_mono = time.monotonic() - time.time()
             t = time.time() + 0.25
-            for i, tag in enumerate((t, t + 0.010, t + 0.0305)):  # 480 and 1464 frames apart
+            for i, tag in enumerate((t, t + 0.010, t + 0.0305)):
+                tags.append(tag + wall_to_mono)
                 for vel, dt in ((100, 0.0), (0, 0.004)):
                     bundle = OscBundleBuilder(tag + dt)
                     msg = OscMessageBuilder("/cadenza/note")
@@ -187,11 +201,15 @@ def test_osc_notes_sound_and_timetagged_bundles_land_on_their_sample(jack_server
             time.sleep(0.6)
             assert layer.osc_in.late == 0
     finally:
+        clock.close()
         backend.close()
         engine.close()
     found = onsets(backend.recording()[0], gap=150)
     assert len(found) == 4, found  # the plain note, then three timetagged ones
-    assert abs(np.diff(found[1:]) - np.array([480, 984])).max() <= 1
+    named = np.array([frame_of(np.array(clock.cycles, np.float64), tag) for tag in tags])
+    # within 2 frames (42 us): whole-frame onsets against JACK's fractional frames take up to one,
+    # the engine's smoothing of the cycle times it was given (against JACK's own DLL) the other
+    assert np.abs(np.diff(found[1:]) - np.diff(named)).max() <= 2, (np.diff(found[1:]), np.diff(named))
 
 
 def test_osc_out_midi_out_and_midi_clock_reach_real_clients(jack_server, tmp_path):
