@@ -237,24 +237,40 @@ def test_band_follow_live_sends_beats_downbeats_chords_and_its_notes_over_osc(ba
     assert {"C:maj", "F:maj", "G:maj"} <= set(chords)
 
 
-def test_genie_band_plays_genie_in_the_band_s_key_and_goes_on_in_it_when_you_stop(band, tmp_path):
+def test_genie_band_plays_genie_in_the_band_s_key_on_its_grid_and_goes_on_in_it_when_you_stop(band, tmp_path):
     patch = tmp_path / "genie_band.toml"  # the band plays in C; Genie's own key is set far from it, F# major
-    patch.write_text((REPO / "patches" / "genie_band.toml").read_text().replace('key = "C"', 'key = "F#"'))
-    presses = tmp_path / "presses.mid"  # a button every beat (120 BPM) from 8 s to 13.5 s, then nothing
-    track = mido.MidiTrack()
+    patch.write_text((REPO / "patches" / "genie_band.toml").read_text().replace('key = "C"', 'key = "F#"') + """
+[[node]]
+id = "hats"  # the band's sixteenth grid, as the band-following drums play it
+type = "drums"
+follow = "beat"
+style = "four_on_the_floor"
+density = 0.0
+humanise = 0.0
+fill_every = 0
+""")
+    presses = tmp_path / "presses.mid"  # 480 ticks a beat (120 BPM): 0.5 s; 12 presses from 8.19 s to 16.44 s,
+    track = mido.MidiTrack()  # 60 ms after a sixteenth (off the band's grid), then nothing
     for i in range(12):
         note = (60, 62, 64, 65, 67, 69, 71, 72)[(i * 3) % 8]
-        track += [mido.Message("note_on", note=note, velocity=90, time=480 if i else 16 * 480),
+        track += [mido.Message("note_on", note=note, velocity=90, time=480 if i else 16 * 480 + 178),
                   mido.Message("note_off", note=note, time=240)]
-    mido.MidiFile(type=0, ticks_per_beat=480, tracks=[track]).save(presses)  # 480 ticks a beat: 0.5 s
+    mido.MidiFile(type=0, ticks_per_beat=480, tracks=[track]).save(presses)
     notes = tmp_path / "notes.mid"
     render(patch, tmp_path / "mix.wav", midi=presses, input_wav=band["clip"], tail_s=0.0, quiet=True,
            notes_out=notes)
     played = read_notes_file(notes)
     c_major = {0, 2, 4, 5, 7, 9, 11}
     genie = [(t, n) for t, n in played["genie"]]
-    assert len(genie) == 12 and 7.9 < genie[0][0] < 8.1
+    assert len(genie) == 12
     assert {n % 12 for _, n in genie} <= c_major  # the key the listener hears, not F# major
+    # each note waited for the band's next sixteenth (the drums' kick or open hat: a MIDI tick, 1 ms, apart)
+    pressed = 8.0 + 178 / 960 + 0.75 * np.arange(12)  # a press every 720 ticks
+    onsets = np.array([t for t, _ in genie])
+    hats = np.array(sorted({t for t, _ in played["hats"]}))
+    assert np.abs(onsets[:, None] - hats[None, :]).min(axis=1).max() <= 0.0011
+    waited = onsets - pressed
+    assert (waited > 0.03).all() and (waited < 0.125 - 0.03 + 0.012).all(), waited
     mix, rate = sf.read(tmp_path / "mix.wav", dtype="float32")
     assert np.sqrt(np.mean(mix[int(8.2 * rate): int(13.5 * rate)] ** 2)) > 1e-3, "the piano did not play Genie"
     cont = played.get("cont", [])

@@ -1,4 +1,4 @@
-"""The continuation model: seeded sampling, key / register / density masks, one-line load errors."""
+"""The continuation model: seeded sampling, numba against torch, key / register / density masks, one-line load errors."""
 
 from __future__ import annotations
 
@@ -47,6 +47,18 @@ def test_a_c_major_phrase_is_continued_in_c_major(continuer):
     share = np.mean(c_major[np.array(free) % 12])
     print(f"in C major without the key mask: {share:.3f} of {len(free)} notes")
     assert share >= 0.85
+
+
+def test_the_numba_path_agrees_with_torch(continuer):
+    """The CPU path (numba port) and the CUDA path's code (torch, here on the CPU) hear a phrase to the
+    same logits, and the same seeds continue it with the same notes."""
+    reference = Continuer(device="cpu", backend="torch")
+    assert continuer.backend == "numba"
+    for c in (continuer, reference):
+        c.prime(C_PHRASE)
+    np.testing.assert_allclose(continuer._logits, reference._logits, atol=1e-4)
+    assert continue_bars(continuer, 4, seed=21) == continue_bars(reference, 4, seed=21)
+    assert continue_bars(continuer, 2, seed=0, temperature=0.0) == continue_bars(reference, 2, seed=0, temperature=0.0)
 
 
 def test_register_and_density_bound_the_notes(continuer):

@@ -17,6 +17,7 @@ from cadenza.instruments.generators.genie import DEFAULT_WEIGHTS, GenieNode, loa
 from cadenza.models.genie import data
 from cadenza.models.genie.model import START, Genie, GenieConfig, load
 from cadenza.models.genie.numba_step import NumbaDecoder
+from tests.helpers import engine_from_toml
 
 LM_WEIGHTS = DEFAULT_WEIGHTS.with_name("lm_baseline.pt")
 SR = 48000
@@ -149,6 +150,41 @@ def test_node_in_patch_notes_at_press_sample_and_echoed_out():
         assert notes[0]["a"] == notes[1]["a"] and notes[0]["b"] == 100
         onset = int(np.argmax(np.abs(audio[0]) > 1e-4))
         assert press <= onset < press + 64  # the synth starts at the press's own sample
+    finally:
+        engine.close()
+
+
+def test_quantised_presses_wait_for_the_next_grid_point_and_keep_their_length(tmp_path):
+    """Eighths at 120 BPM on the engine clock: a point every 12000 samples. A press 1000 samples
+    (21 ms) after a point sounds at once; others wait for the next point, and one released
+    before its point sounds there for as long as it was held."""
+    engine = engine_from_toml("""
+[clock]
+bpm = 120.0
+[[node]]
+id = "genie"
+type = "genie"
+quantise = "eighth"
+notes_to = "piano"
+[[node]]
+id = "piano"
+type = "synth"
+[midi]
+buttons = { to = "genie", notes = [60, 62, 64, 65, 67, 69, 71, 72] }
+""", tmp_path)
+    try:
+        target = engine.midi_map.buttons_to
+        presses = [(13000, 1, 100), (15000, 1, 0), (30000, 2, 100), (31000, 2, 0), (40000, 3, 100), (60000, 3, 0)]
+        events = np.array([(t, Kind.BUTTON, target, 0, b, v, 0.0) for t, b, v in presses], dtype=EVENT_DTYPE)
+        OfflineBackend(engine).render(2 * SR, None, events)
+        out = engine.outbound.pop_all()
+        notes = out[np.isin(out["kind"], (Kind.NOTE_ON, Kind.NOTE_OFF))]
+        want = [(Kind.NOTE_ON, 13000), (Kind.NOTE_OFF, 15000),  # 21 ms late: meant for the point it followed
+                (Kind.NOTE_ON, 36000), (Kind.NOTE_OFF, 37000),  # released before its point: held 1000 samples there
+                (Kind.NOTE_ON, 48000), (Kind.NOTE_OFF, 60000)]  # still held at its point: ends at the release
+        assert [int(e["kind"]) for e in notes] == [kind for kind, _ in want]
+        # the grid's points are the clock's beats in float32 controls: within a sample
+        assert np.abs(notes["time"] - np.array([t for _, t in want])).max() <= 1, notes["time"]
     finally:
         engine.close()
 

@@ -1,8 +1,8 @@
-"""Numba neural-network cells shared by the live models: sigmoid, DDSP's exp_sigmoid, the GRU cell and layer.
+"""Numba neural-network cells shared by the live models: sigmoid, DDSP's exp_sigmoid, GRU and LSTM steps.
 
 All scalar functions specialise on their argument type (float32 in, float32
 math), are inlined into their callers and allocate nothing. Torch twins are in
-the models (``torch.nn.GRU``; :func:`cadenza.models.ddsp_torch.exp_sigmoid`).
+the models (``torch.nn.GRU``, ``torch.nn.LSTM``; :func:`cadenza.models.ddsp_torch.exp_sigmoid`).
 """
 
 from __future__ import annotations
@@ -53,3 +53,46 @@ def gru_layer(x, h, w_ih, b_ih, w_hh, b_hh, gi, gh):
             acc += w_hh[g, k] * h[k]
         gh[g] = acc
     gru_cell(gi, gh, h)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def lstm_cell(gates, h, c):
+    """Update ``h``, ``c`` (hidden,) in place from the gate pre-activations ``gates`` (4·hidden,),
+    torch's order (i, f, g, o) with biases included: c = f·c + i·g, h = o·tanh(c)."""
+    n = h.shape[0]
+    for j in range(n):
+        i = sigmoid(gates[j])
+        f = sigmoid(gates[n + j])
+        g = math.tanh(gates[2 * n + j])
+        o = sigmoid(gates[3 * n + j])
+        c[j] = f * c[j] + i * g
+        h[j] = o * math.tanh(c[j])
+
+
+@njit(nogil=True, cache=True, fastmath=True)
+def lstm2_step(x_gates, whh1, wih2, whh2, b2, wout, bout, h, c, gates, logits):
+    """One step of a 2-layer LSTM and its linear read-out (torch's ``nn.LSTM`` + ``nn.Linear``).
+
+    ``x_gates`` (4·hidden,): the first layer's input projection with both its
+    biases, which the caller builds from its own inputs; ``h``, ``c`` (2, hidden)
+    advance in place; ``gates`` (4·hidden,) is scratch; ``logits`` gets the read-out.
+    ``fastmath`` lets LLVM vectorise the dot products (it reorders float64 sums: ~1e-15 relative).
+    """
+    hidden = h.shape[1]
+    for r in range(4 * hidden):
+        acc = x_gates[r]
+        for j in range(hidden):
+            acc += whh1[r, j] * h[0, j]
+        gates[r] = acc
+    lstm_cell(gates, h[0], c[0])
+    for r in range(4 * hidden):
+        acc = b2[r]
+        for j in range(hidden):
+            acc += wih2[r, j] * h[0, j] + whh2[r, j] * h[1, j]
+        gates[r] = acc
+    lstm_cell(gates, h[1], c[1])
+    for k in range(logits.shape[0]):
+        acc = bout[k]
+        for j in range(hidden):
+            acc += wout[k, j] * h[1, j]
+        logits[k] = acc

@@ -9,7 +9,7 @@ with the learned continuation model (``models/continuation``) from the next bar
 line, one bar at a time, until the performer plays again (a NOTE_ON stops it at
 once; what was already sent still ends).
 
-The model runs on the engine's worker lane (``Context.lane``), one job per bar,
+The model runs on the engine's worker lane (``Context.lane``; its numba port on a CPU), one job per bar,
 asked for a bar before it sounds; ``process`` only plays notes that a job has
 already put in this node's two bar slots, at their grid points. A bar whose job
 has not come back by its bar line is skipped, never played late. Where no

@@ -11,6 +11,13 @@ The time since the previous press feeds the decoder, as in training. After
 restarts (a new phrase). ``key`` + ``scale`` restrict the keys it may choose (or, with ``key_from`` = a
 chord listener's id, the major or minor scale of the key it hears, once it knows one);
 ``lowest``/``highest`` (MIDI) bound them; ``temperature`` 0 is greedy.
+
+With ``quantise`` (a grid division) the notes sound on a :class:`~cadenza.engine.grid.Grid`
+— the beats a beat listener predicts (``follow`` = its id), else the engine
+clock: a press waits for the next grid point, unless it came at most
+``grid.LATE_S`` after one (it was meant for that one: it sounds at once). The
+decoder still hears the press at its own time; a note released before its
+point sounds at the point for as long as it was held.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import numpy as np
 
 from cadenza.engine.errors import ModelError
 from cadenza.engine.events import Kind
+from cadenza.engine.grid import DIVISIONS, GRID_OPTIONS, LATE_S, Grid
 from cadenza.engine.node import Node, Option, Param
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "models" / "genie" / "genie.pt"
@@ -36,6 +44,7 @@ SCALES = {
     "chromatic": tuple(range(12)),
 }
 FIRST_DT = 1.0  # seconds: what the decoder saw before a piece's first note in training
+PENDING = 32  # notes waiting for their grid point
 
 
 def scale_mask(key: str, scale: str) -> np.ndarray:
@@ -83,6 +92,10 @@ class GenieNode(Node):
         "channel": Option(int, default=0, lo=0, hi=15, doc="MIDI channel of the notes sent"),
         "key_from": Option(str, default="", doc="id of a chord listener whose key (major or minor scale) the "
                                                 "keys keep to once it knows one, in place of key and scale"),
+        "quantise": Option(str, default="off", choices=("off",) + tuple(DIVISIONS),
+                           doc="the grid the notes wait for ('off': each sounds at its press)"),
+        "follow": Option(str, default="", doc="id of the beat listener whose grid quantise uses; '' the "
+                                              "engine clock"),
     }
     PARAMS = {
         "temperature": Param(0.0, 0.0, 2.0, "", "0 = always the most likely key"),
@@ -94,8 +107,14 @@ class GenieNode(Node):
         super().__init__(node_id, **options)
         self.weights = weights_path(self.options["weights"])  # named now; loaded in prepare
         self.scale = self.fixed_scale = scale_mask(self.options["key"], self.options["scale"])
+        self.reads = {}
         if self.options["key_from"]:
-            self.reads = {"key": f"{self.options['key_from']}.key"}
+            self.reads["key"] = f"{self.options['key_from']}.key"
+        self.grid = None
+        if self.options["quantise"] != "off":
+            grid_options = {name: option.default for name, option in GRID_OPTIONS.items()}
+            self.grid = Grid(grid_options | {"follow": self.options["follow"], "division": self.options["quantise"]})
+            self.reads |= self.grid.reads()
         self.ignored = 0  # BUTTON events with an index outside 0..buttons-1
 
     def prepare(self, ctx) -> None:
@@ -107,6 +126,11 @@ class GenieNode(Node):
         self.sounding = np.zeros(128, dtype=np.int64)  # buttons holding each pitch
         self.sample_rate = float(ctx.sample_rate)
         self.reset_samples = int(self.options["reset_after"] * ctx.sample_rate)
+        self.late = int(LATE_S * ctx.sample_rate)
+        # notes waiting for their grid point: button, pitch, velocity, press sample, held samples (-1: still held)
+        self.pending = np.full((PENDING, 5), -1, dtype=np.int64)
+        if self.grid is not None:
+            self.grid.prepare(ctx.sample_rate)
         self.decoder.press(FIRST_DT, 0)  # compile (or load) the kernels now, not on the first press
 
     def press(self, time: int, button: int) -> int:
@@ -148,19 +172,60 @@ class GenieNode(Node):
         if self.options["key_from"]:
             key = int(io.controls["key"][-1])
             self.scale = self.listened_scales[key] if 0 <= key < 24 else self.fixed_scale
-        channel = self.options["channel"]
+        points = 0 if self.grid is None else self.grid.advance(io)
+        k = 0
         for ev in io.events:
             if ev["kind"] != Kind.BUTTON:
                 continue
-            off, on = self.handle(int(ev["time"]), int(ev["a"]), int(ev["b"]))
-            offset = int(ev["time"]) - io.block_start
-            if off >= 0:
-                io.emit(offset, Kind.NOTE_OFF, channel, off, 0)
+            time, button, velocity = int(ev["time"]), int(ev["a"]), int(ev["b"])
+            while k < points and io.block_start + self.grid.offset[k] <= time:
+                self.sound_pending(io, k)
+                k += 1
+            waited = self.end_pending(button, time)
+            off, on = self.handle(time, button, velocity)
+            offset = time - io.block_start
+            if off >= 0 and not waited:
+                io.emit(offset, Kind.NOTE_OFF, self.options["channel"], off, 0)
             if on >= 0:
-                io.emit(offset, Kind.NOTE_ON, channel, on, int(ev["b"]))
+                if self.grid is None or time - self.last_point <= self.late or not self.wait(button, on, velocity, time):
+                    io.emit(offset, Kind.NOTE_ON, self.options["channel"], on, velocity)
+        for k in range(k, points):
+            self.sound_pending(io, k)
+
+    def wait(self, button: int, pitch: int, velocity: int, time: int) -> bool:
+        """Hold a note for the next grid point; False when every pending slot is taken (it sounds now)."""
+        free = np.flatnonzero(self.pending[:, 0] < 0)
+        if free.size == 0:
+            return False
+        self.pending[free[0]] = (button, pitch, velocity, time, -1)
+        return True
+
+    def end_pending(self, button: int, time: int) -> bool:
+        """A release (or a new press) of ``button`` at ``time``: its note still waiting keeps this
+        length for when it sounds. True when there was one (its NOTE_OFF comes with it)."""
+        rows = np.flatnonzero((self.pending[:, 0] == button) & (self.pending[:, 4] < 0))
+        for r in rows:
+            self.pending[r, 4] = time - self.pending[r, 3]
+        return rows.size > 0
+
+    def sound_pending(self, io, k: int) -> None:
+        """The grid's point ``k`` of this block: every note waiting sounds on it."""
+        offset = int(self.grid.offset[k])
+        channel = self.options["channel"]
+        for r in np.flatnonzero(self.pending[:, 0] >= 0):
+            _, pitch, velocity, _, held = self.pending[r]
+            io.emit(offset, Kind.NOTE_ON, channel, int(pitch), int(velocity))
+            if held >= 0:  # released while it waited
+                io.emit(offset + max(int(held), 1), Kind.NOTE_OFF, channel, int(pitch), 0)
+            self.pending[r] = -1
+        self.last_point = io.block_start + offset
 
     def reset(self) -> None:
         self.decoder.reset()
+        if self.grid is not None:
+            self.grid.reset()
+        self.pending[:] = -1
+        self.last_point = -(1 << 62)
         self.held[:] = -1
         self.sounding[:] = 0
         self.last_press = -1

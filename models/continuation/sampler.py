@@ -1,15 +1,17 @@
 """The sampler the continuation generator calls: hear a phrase, then continue it one bar at a time.
 
-    c = Continuer()                        # continuation.pt, on CUDA when present, else CPU
+    c = Continuer()                        # continuation.pt: torch on CUDA when present, else numba on the CPU
     c.prime([(0, 60, 90, 2), (2, 62, 80, 2), ...])   # (grid step, pitch, velocity, duration steps)
     notes = c.continue_bar(16, temperature=1.0, density=1.0, register=(48, 84),
                            key_mask=key_mask(0, 0), seed=7)
     # [(step offset in the bar, pitch, velocity, duration steps), ...]
 
 Grid steps are sixteenth notes; step 0 (and every multiple of 16) is a bar line.
-Each call runs the net one event at a time (``ContinuationNet.step``) until the
-cursor has moved ``steps`` grid steps, so it belongs on the worker lane, never
-in a block. The next call continues from where this one stopped.
+Each call runs the net one event at a time until the cursor has moved ``steps``
+grid steps, so it belongs on the worker lane, never in a block. The next call
+continues from where this one stopped. The net runs in torch on CUDA when there
+is one (:class:`TorchStepper`), else as its numba port (``numba_step.py``: the
+same logits, ~1e-6, without holding the GIL); ``backend`` picks either.
 
 Sampling: logits ÷ temperature (0: greedy), then masks — the event grammar
 (``events.allowed_after``), pitches outside ``register`` or outside ``key_mask``,
@@ -30,7 +32,8 @@ import numpy as np
 import torch
 
 from cadenza.models.continuation import events
-from cadenza.models.continuation.model import load
+from cadenza.models.continuation.model import ContinuationNet, load
+from cadenza.models.continuation.numba_step import NumbaStepper
 
 WEIGHTS = Path(__file__).resolve().parent / "continuation.pt"
 MAX_NOTES_PER_STEP = 4
@@ -54,25 +57,24 @@ def key_of_control(value: float) -> tuple[int, int]:
 class Continuer:
     """A continuation net with its running state: ``reset``, ``prime``, ``continue_bar``."""
 
-    def __init__(self, path: str | Path = WEIGHTS, device: str | torch.device | None = None):
+    def __init__(self, path: str | Path = WEIGHTS, device: str | torch.device | None = None,
+                 backend: str | None = None):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model, self.meta = load(path, self.device)
+        self.backend = backend or ("torch" if self.device.type == "cuda" else "numba")
+        self.net = TorchStepper(self.model) if self.backend == "torch" else NumbaStepper(self.model)
         self.reset()
 
     def reset(self, cursor: int = 0) -> None:
         """Forget everything heard; the cursor (grid steps) at ``cursor``."""
         self.cursor = cursor
-        self._state = None
+        self.net.reset()
         self._vel_bin = -1
         self._feed([events.START], [cursor % events.BEAT])
 
     def _feed(self, tokens: list[int], positions: list[int]) -> None:
         """Run the net over ``tokens`` (one event step each; several in one call when priming)."""
-        t = torch.tensor([tokens], device=self.device)
-        p = torch.tensor([positions], device=self.device)
-        with torch.no_grad():
-            logits, self._state = self.model(t, p, self._state)
-        self._logits = logits[0, -1]
+        self._logits = self.net.feed(tokens, positions)
         self._last = tokens[-1]
 
     def prime(self, notes, end: int | None = None) -> None:
@@ -156,7 +158,7 @@ class Continuer:
         velocity change) rather than shifting on, capped at 1; ``chord``: a note has
         already started at this step, and whether another joins it is left to the model.
         """
-        logits = np.where(allowed, self._logits.double().cpu().numpy(), -np.inf)
+        logits = np.where(allowed, self._logits, -np.inf)
         z = logits / (temperature if temperature > 0.0 else 1.0)
         p = np.exp(z - z.max())
         p /= p.sum()
@@ -164,10 +166,30 @@ class Continuer:
             note = np.zeros(events.VOCAB, dtype=bool)
             note[events.NOTE_ON:events.DUR] = True
             note[events.VEL:] = True
-            mass = p[note].sum()
-            if 0.0 < mass < 1.0:
+            mass, rest = p[note].sum(), p[~note].sum()  # rest, not 1 - mass: that loses a tiny rest to rounding
+            if mass > 0.0 and rest > 0.0:
                 scaled = min(max(density, 0.0) * mass, 1.0)
-                p = np.where(note, p * (scaled / mass), p * ((1.0 - scaled) / (1.0 - mass)))
+                p = np.where(note, p * (scaled / mass), p * ((1.0 - scaled) / rest))
         if temperature <= 0.0:
             return int(np.argmax(p))
         return int(rng.choice(len(p), p=p))
+
+
+class TorchStepper:
+    """The net in torch on its own device, with its state: ``reset``, ``feed`` (the CUDA path)."""
+
+    def __init__(self, model: ContinuationNet):
+        self.model = model
+        self.device = model.out.weight.device
+        self.state = None
+
+    def reset(self) -> None:
+        self.state = None
+
+    def feed(self, tokens: list[int], positions: list[int]) -> np.ndarray:
+        """Run the net over ``tokens`` at ``positions`` in one call; the logits (VOCAB,) after the last."""
+        t = torch.tensor([tokens], device=self.device)
+        p = torch.tensor([positions], device=self.device)
+        with torch.no_grad():
+            logits, self.state = self.model(t, p, self.state)
+        return logits[0, -1].double().cpu().numpy()

@@ -1,11 +1,10 @@
 """One Piano Genie decoder step in numba: the per-press path of the live node.
 
 The torch decoder (``Genie.step``) is ported weight for weight: a 2-layer LSTM
-step plus the output projection, then key choice under a pitch-range and
+step plus the output projection (:func:`cadenza.engine.dsp.nn.lstm2_step`), then key choice under a pitch-range and
 scale mask, greedy (temperature 0) or sampled from a softmax at the given
 temperature with a tiny xorshift generator whose state lives in an array.
-Everything runs on preallocated float64 arrays: no allocation per step. ``fastmath``
-lets LLVM vectorise the dot products (it reorders float64 sums: ~1e-15 relative).
+Everything runs on preallocated float64 arrays: no allocation per step.
 
 The embedding of the previous key is folded into the first layer's input
 weights once (``table[k] = W_ih[:, :E] @ emb[k] + b_ih + b_hh``).
@@ -18,7 +17,7 @@ import math
 import numpy as np
 from numba import njit
 
-from cadenza.engine.dsp.nn import sigmoid as _sigmoid
+from cadenza.engine.dsp.nn import lstm2_step
 from cadenza.models.genie.model import START, Genie, button_value
 
 NUM_KEYS = 88
@@ -26,43 +25,16 @@ LOWEST_KEY = 21
 
 
 @njit(nogil=True, cache=True, fastmath=True)
-def _lstm_cell(gates, h, c, hidden):
-    for j in range(hidden):
-        i = _sigmoid(gates[j])
-        f = _sigmoid(gates[hidden + j])
-        g = math.tanh(gates[2 * hidden + j])
-        o = _sigmoid(gates[3 * hidden + j])
-        c[j] = f * c[j] + i * g
-        h[j] = o * math.tanh(c[j])
-
-
-@njit(nogil=True, cache=True, fastmath=True)
 def decoder_step(table, w_dt, w_button, whh1, wih2, whh2, b2, wout, bout,
-                 h, c, gates, prev_key, dtf, bval, logits):
+                 h, c, gates, x_gates, prev_key, dtf, bval, logits):
     """Advance the LSTM state (h, c: (2, H), in place) by one note; write ``logits`` (88,).
 
     ``dtf`` is ``dt_feature(dt)``, ``bval`` the button value in [-1, 1]
     (ignored when ``w_button`` is all zeros, the LM baseline).
     """
-    hidden = h.shape[1]
-    n = 4 * hidden
-    for r in range(n):
-        acc = table[prev_key, r] + w_dt[r] * dtf + w_button[r] * bval
-        for j in range(hidden):
-            acc += whh1[r, j] * h[0, j]
-        gates[r] = acc
-    _lstm_cell(gates, h[0], c[0], hidden)
-    for r in range(n):
-        acc = b2[r]
-        for j in range(hidden):
-            acc += wih2[r, j] * h[0, j] + whh2[r, j] * h[1, j]
-        gates[r] = acc
-    _lstm_cell(gates, h[1], c[1], hidden)
-    for k in range(logits.shape[0]):
-        acc = bout[k]
-        for j in range(hidden):
-            acc += wout[k, j] * h[1, j]
-        logits[k] = acc
+    for r in range(x_gates.shape[0]):
+        x_gates[r] = table[prev_key, r] + w_dt[r] * dtf + w_button[r] * bval
+    lstm2_step(x_gates, whh1, wih2, whh2, b2, wout, bout, h, c, gates, logits)
 
 
 @njit(nogil=True, cache=True)
@@ -137,6 +109,7 @@ class NumbaDecoder:
         self.h = np.zeros((2, hidden))
         self.c = np.zeros((2, hidden))
         self.gates = np.zeros(4 * hidden)
+        self.x_gates = np.zeros(4 * hidden)
         self.logits = np.zeros(NUM_KEYS)
         self.probs = np.zeros(NUM_KEYS)
         self.rng = np.zeros(1, dtype=np.uint64)
@@ -157,7 +130,7 @@ class NumbaDecoder:
         """Advance by one press ``dt`` seconds after the previous one; returns the logits (88,)."""
         dtf = (math.log(min(max(dt, 0.0), 8.0) + 1e-3) + 2.5) / 2.5
         decoder_step(self.table, self.w_dt, self.w_button, self.whh1, self.wih2, self.whh2, self.b2,
-                     self.wout, self.bout, self.h, self.c, self.gates, self.prev_key, dtf,
+                     self.wout, self.bout, self.h, self.c, self.gates, self.x_gates, self.prev_key, dtf,
                      button_value(float(button), self.levels), self.logits)
         return self.logits
 
