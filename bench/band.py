@@ -82,21 +82,25 @@ def patch_for(clip: Clip, system: str, folder: Path) -> Path:
     return path
 
 
-def score(clip: Clip, notes: dict) -> dict:
-    """Onset errors (s) per generator and the bass's chord-tone hits, as the module docstring says."""
-    start = SKIP_S
+def grid_errors(clip: Clip, onsets, per_beat: int, start: float = SKIP_S) -> list[float]:
+    """Signed distance (s) of each onset (s) to its nearest true grid point, ``per_beat`` points a beat
+    (4: sixteenths, 1: beats), for the onsets from ``start`` (s; on ramp clips, from the second beat
+    after the ramp ends at the soonest) to the clip's last grid point."""
     if clip.spec.kind == "ramp":
         beats = clip.beats_s
         start = max(start, float(beats[np.searchsorted(beats, clip.ramp_end_s - 1e-6) + 2]))
-    row = {"errors_s": {}, "chord_tone": []}
-    for node, per_beat in GENERATORS.items():
-        grid = clip.grid_s[:: 4 // per_beat]
-        onsets = np.array([t for t, _ in notes.get(node, []) if t >= start and t <= grid[-1]])
-        if len(onsets):
-            nearest = np.argmin(np.abs(onsets[:, None] - grid[None, :]), axis=1)
-            row["errors_s"][node] = (onsets - grid[nearest]).tolist()
-        else:
-            row["errors_s"][node] = []
+    grid = clip.grid_s[:: 4 // per_beat]
+    onsets = np.array([t for t in onsets if start <= t <= grid[-1]])
+    if not len(onsets):
+        return []
+    nearest = np.argmin(np.abs(onsets[:, None] - grid[None, :]), axis=1)
+    return (onsets - grid[nearest]).tolist()
+
+
+def score(clip: Clip, notes: dict) -> dict:
+    """Onset errors (s) per generator and the bass's chord-tone hits, as the module docstring says."""
+    row = {"errors_s": {node: grid_errors(clip, [t for t, _ in notes.get(node, [])], per_beat)
+                        for node, per_beat in GENERATORS.items()}, "chord_tone": []}
     chord_starts = np.array([c[0] for c in clip.chords])
     beats = clip.beats_s
     for t, note in notes.get("bass", []):
