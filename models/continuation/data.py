@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cadenza.models.corpus import bach_files, corpus_root, parse_files
+
 LOWEST = 21  # A0
 HIGHEST = 108  # C8
 STEPS_PER_QUARTER = 4
@@ -114,22 +116,11 @@ def piece_of(line_id: str) -> str:
 
 def _parse_corpus(progress: bool = True, workers: int = 2) -> list[Line]:
     """Parse the chosen corpus files in ``workers`` processes, keeping the file order."""
-    from multiprocessing import Pool
-
-    from music21 import corpus
-    from tqdm import tqdm
-
-    root = Path(corpus.__file__).parent
-    bach = sorted(p for p in corpus.getComposer("bach") if p.suffix in (".mxl", ".krn", ".xml"))
+    root = corpus_root()
     essen = sorted(p for p in (root / "essenFolksong").glob("*.abc") if not p.name.startswith("test"))
-    jobs = [("bach", p) for p in bach] + [("essen", p) for p in essen]
+    jobs = [("bach", p) for p in bach_files()] + [("essen", p) for p in essen]
     jobs = [(kind, str(path), path.relative_to(root).as_posix()) for kind, path in jobs]
-    lines: list[Line] = []
-    with Pool(workers) as pool:
-        for found in tqdm(pool.imap(_parse_job, jobs), total=len(jobs), desc="parse music21 corpus",
-                          disable=not progress):
-            lines.extend(found)
-    return lines
+    return parse_files(_parse_job, jobs, workers, progress)
 
 
 def _save(lines: list[Line], path: Path) -> None:

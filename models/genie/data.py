@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cadenza.models.corpus import bach_files, corpus_root, parse_files
+
 LOWEST_KEY = 21  # A0
 NUM_KEYS = 88
 DEFAULT_BPM = 100.0
@@ -97,21 +99,10 @@ def _parse_job(job: tuple[str, Path, str]) -> list[Piece]:
 
 def _parse_corpus(progress: bool = True, workers: int = 3) -> list[Piece]:
     """Parse the chosen corpus files in ``workers`` processes, keeping the file order."""
-    from multiprocessing import Pool
-
-    from music21 import corpus
-    from tqdm import tqdm
-
-    root = Path(corpus.__file__).parent
-    bach = sorted(p for p in corpus.getComposer("bach") if p.suffix in (".mxl", ".krn", ".xml"))
-    jobs = [("file", p) for p in bach] + [("essen", root / "essenFolksong" / f"{n}.abc") for n in ESSEN]
+    root = corpus_root()
+    jobs = [("file", p) for p in bach_files()] + [("essen", root / "essenFolksong" / f"{n}.abc") for n in ESSEN]
     jobs = [(kind, path, path.relative_to(root).as_posix()) for kind, path in jobs]
-    pieces: list[Piece] = []
-    with Pool(workers) as pool:
-        for found in tqdm(pool.imap(_parse_job, jobs), total=len(jobs), desc="parse music21 corpus",
-                          disable=not progress):
-            pieces.extend(found)
-    return pieces
+    return parse_files(_parse_job, jobs, workers, progress)
 
 
 def _save(pieces: list[Piece], path: Path) -> None:
