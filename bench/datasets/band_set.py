@@ -30,7 +30,7 @@ from bench.datasets.chord_set import DRUM_CH, MAJOR_LOOPS, MINOR_LOOPS, SR, cach
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "data" / "band"
-VERSION = 1
+VERSION = 2  # 2: one fresh synth per clip (chord_set.fluid_synth)
 KINDS = ("steady", "swing", "ramp", "rubato")
 BARS = 16
 RAMP_BARS = (6, 8)  # the ramp runs from the start of bar 6 to the start of bar 8 (0-based)

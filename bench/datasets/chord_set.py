@@ -28,6 +28,7 @@ missing or when the generator's :data:`VERSION` changed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from dataclasses import asdict, dataclass
@@ -42,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "data" / "chords"
 SF2 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 SR = 48000
-VERSION = 2
+VERSION = 3  # 3: one fresh synth per clip, so a clip is the same whatever was rendered before it
 MAX_S = 90.0  # a chorale clip's length at most, s (whole chorales: the key truth needs the ending)
 POP_BARS = 16
 DRUM_CH = 9
@@ -267,13 +268,18 @@ def clip_specs(split: str, quick: bool = False) -> list[ClipSpec]:
     return specs
 
 
-@functools.cache
+@contextlib.contextmanager
 def fluid_synth():
-    """One FluidSynth at SR with FluidR3 GM loaded, as (synth, SoundFont id) for :func:`render`."""
+    """A fresh FluidSynth at SR with FluidR3 GM loaded, as (synth, SoundFont id) for :func:`render`, deleted
+    after. One per clip: a synth carries its reverb, chorus and voices from one render into the next, so a
+    shared one made each clip depend on which clips were rendered before it in the same process."""
     import fluidsynth
 
     fs = fluidsynth.Synth(samplerate=float(SR))
-    return fs, fs.sfload(SF2)
+    try:
+        yield fs, fs.sfload(SF2)
+    finally:
+        fs.delete()
 
 
 def cached_clip(folder: Path, spec, version: int, build) -> tuple[np.ndarray, dict]:
@@ -284,7 +290,8 @@ def cached_clip(folder: Path, spec, version: int, build) -> tuple[np.ndarray, di
     wav, meta = folder / f"{spec.name}.wav", folder / f"{spec.name}.json"
     info = json.loads(meta.read_text()) if meta.exists() and wav.exists() else {}
     if info.get("version") != version or info.get("spec") != asdict(spec):
-        audio, made = build(fluid_synth())
+        with fluid_synth() as synth:
+            audio, made = build(synth)
         sf.write(str(wav), audio, SR, subtype="FLOAT")
         info = {"version": version, "spec": asdict(spec)} | made
         meta.write_text(json.dumps(info))
