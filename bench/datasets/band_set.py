@@ -26,11 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.datasets.chord_set import DRUM_CH, MAJOR_LOOPS, MINOR_LOOPS, SR, cached_clip, render
+from bench.datasets.chord_set import DRUM_CH, MAJOR_LOOPS, MINOR_LOOPS, SR, render
+from cadenza.models.renders import cached_clip
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "data" / "band"
-VERSION = 2  # 2: one fresh synth per clip (chord_set.fluid_synth)
+VERSION = 2  # 2: one fresh synth per clip (models.renders.fluid_synth)
 KINDS = ("steady", "swing", "ramp", "rubato")
 BARS = 16
 RAMP_BARS = (6, 8)  # the ramp runs from the start of bar 6 to the start of bar 8 (0-based)
@@ -164,7 +165,7 @@ def load_clips(part: str, quick: bool = False) -> list[Clip]:
     """The clips of a part, rendered now where missing."""
     clips = []
     for spec in clip_specs(part, quick):
-        audio, info = cached_clip(CACHE, spec, VERSION, functools.partial(_build, spec))
+        audio, info = cached_clip(CACHE, spec, VERSION, SR, functools.partial(_build, spec))
         grid, ramp_end = _truth(spec)
         clips.append(Clip(spec, audio, grid, [tuple(c) for c in info["chords"]], ramp_end))
     return clips

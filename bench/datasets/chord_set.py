@@ -22,26 +22,24 @@ are chosen on it) and a held-out ``test`` part, which share no piece and no seed
   its triad) and its key.
 
 Audio is mono float32 at :data:`SR`, -20 dBFS RMS. Clips are cached under
-``data/chords/`` (gitignored) as WAV + JSON; a clip is rendered only when
-missing or when the generator's :data:`VERSION` changed.
+``data/chords/`` (gitignored) as WAV + JSON (:func:`cadenza.models.renders.cached_clip`,
+a fresh synth per clip); a clip is rendered only when missing or when the
+generator's :data:`VERSION` changed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from cadenza.engine.harmony import chord_label, key_label
+from cadenza.models.renders import cached_clip
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "data" / "chords"
-SF2 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 SR = 48000
 VERSION = 3  # 3: one fresh synth per clip, so a clip is the same whatever was rendered before it
 MAX_S = 90.0  # a chorale clip's length at most, s (whole chorales: the key truth needs the ending)
@@ -268,37 +266,6 @@ def clip_specs(split: str, quick: bool = False) -> list[ClipSpec]:
     return specs
 
 
-@contextlib.contextmanager
-def fluid_synth():
-    """A fresh FluidSynth at SR with FluidR3 GM loaded, as (synth, SoundFont id) for :func:`render`, deleted
-    after. One per clip: a synth carries its reverb, chorus and voices from one render into the next, so a
-    shared one made each clip depend on which clips were rendered before it in the same process."""
-    import fluidsynth
-
-    fs = fluidsynth.Synth(samplerate=float(SR))
-    try:
-        yield fs, fs.sfload(SF2)
-    finally:
-        fs.delete()
-
-
-def cached_clip(folder: Path, spec, version: int, build) -> tuple[np.ndarray, dict]:
-    """(audio, info) of the clip ``spec`` (a dataclass with a ``name``) cached in ``folder`` as a mono float
-    WAV at SR and a JSON of ``info``; rendered now by ``build(synth) -> (audio, info)`` (``synth`` from
-    :func:`fluid_synth`) where missing or made by another ``version`` of the generator or another spec."""
-    folder.mkdir(parents=True, exist_ok=True)
-    wav, meta = folder / f"{spec.name}.wav", folder / f"{spec.name}.json"
-    info = json.loads(meta.read_text()) if meta.exists() and wav.exists() else {}
-    if info.get("version") != version or info.get("spec") != asdict(spec):
-        with fluid_synth() as synth:
-            audio, made = build(synth)
-        sf.write(str(wav), audio, SR, subtype="FLOAT")
-        info = {"version": version, "spec": asdict(spec)} | made
-        meta.write_text(json.dumps(info))
-    audio, _ = sf.read(str(wav), dtype="float32")
-    return audio, info
-
-
 def _build(spec: ClipSpec, synth) -> tuple[np.ndarray, dict]:
     rng = np.random.default_rng(spec.seed)
     if spec.source == "chorale":
@@ -317,7 +284,7 @@ def load_clips(split: str, quick: bool = False) -> list[Clip]:
     """The clips of a split, rendered now where missing."""
     clips = []
     for spec in clip_specs(split, quick):
-        audio, info = cached_clip(CACHE, spec, VERSION, functools.partial(_build, spec))
+        audio, info = cached_clip(CACHE, spec, VERSION, SR, functools.partial(_build, spec))
         intervals, labels = segments(info["beat_labels"], info["beat_s"])
         clips.append(Clip(spec.name, spec.source, audio, intervals, labels, info["key"]))
     return clips

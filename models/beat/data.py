@@ -21,17 +21,18 @@ never cross the split. Clips are cached as WAV + JSON under ``data/beat/``
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
+
+from cadenza.models.renders import cached_clip
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "data" / "beat"
-SF2 = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 SAMPLE_RATE = 44100
 DURATION = 30.0
 BEAT_QL = {"4/4": 1.0, "3/4": 1.0, "6/8": 1.5, "12/8": 1.5}  # the tapped beat, in quarter notes
@@ -39,7 +40,7 @@ BAR_QL = {"4/4": 4.0, "3/4": 3.0, "6/8": 3.0, "12/8": 6.0}
 SCORE_METER = {"12/8": "6/8"}  # meters played from pieces written in another
 DRUM_CH = 9
 KICK, SNARE, HAT, OPEN_HAT, CRASH, PEDAL_HAT, RIDE = 36, 38, 42, 46, 49, 44, 51
-VERSION = 2  # of the generator: cached clips of another version are rendered again
+VERSION = 3  # of the generator: cached clips of another version are rendered again (3: a fresh synth per clip)
 
 
 def bar_beats(meter: str) -> int:
@@ -452,28 +453,14 @@ class Clip:
 
 def load_clips(split: str, names: list[str] | None = None) -> list[Clip]:
     """The clips of a split (rendered now where missing)."""
-    specs = [s for s in clip_specs(split) if names is None or s.name in names]
-    synth_state = None
     clips = []
-    CACHE.mkdir(parents=True, exist_ok=True)
-    for spec in specs:
-        wav, meta = CACHE / f"{spec.name}.wav", CACHE / f"{spec.name}.json"
-        if meta.exists() and wav.exists() and json.loads(meta.read_text()).get("version") == VERSION \
-                and json.loads(meta.read_text())["spec"] == asdict(spec):
-            info = json.loads(meta.read_text())
-            audio, _ = sf.read(str(wav), dtype="float32")
+    for spec in clip_specs(split):
+        if names is None or spec.name in names:
+            audio, info = cached_clip(CACHE, spec, VERSION, SAMPLE_RATE, functools.partial(_build, spec))
             clips.append(Clip(spec, audio, np.array(info["beats"]), info["change_s"]))
-            continue
-        if synth_state is None:
-            import fluidsynth
-
-            fs = fluidsynth.Synth(samplerate=float(SAMPLE_RATE))
-            sfid = fs.sfload(str(SF2))
-            synth_state = (fs, sfid)
-        audio, beats, change_s = _render(spec, synth_state)
-        sf.write(str(wav), audio, SAMPLE_RATE, subtype="FLOAT")
-        meta.write_text(json.dumps({"version": VERSION, "spec": asdict(spec), "beats": beats.tolist(), "change_s": change_s}))
-        clips.append(Clip(spec, audio, beats, change_s))
-    if synth_state is not None:
-        synth_state[0].delete()
     return clips
+
+
+def _build(spec: ClipSpec, synth_state) -> tuple[np.ndarray, dict]:
+    audio, beats, change_s = _render(spec, synth_state)
+    return audio, {"beats": beats.tolist(), "change_s": change_s}
