@@ -198,11 +198,14 @@ class GenieNode(Node):
         if free.size == 0:
             return False
         self.pending[free[0]] = (button, pitch, velocity, time, -1)
+        self.waiting += 1
         return True
 
     def end_pending(self, button: int, time: int) -> bool:
         """A release (or a new press) of ``button`` at ``time``: its note still waiting keeps this
         length for when it sounds. True when there was one (its NOTE_OFF comes with it)."""
+        if not self.waiting:
+            return False
         rows = np.flatnonzero((self.pending[:, 0] == button) & (self.pending[:, 4] < 0))
         for r in rows:
             self.pending[r, 4] = time - self.pending[r, 3]
@@ -211,6 +214,9 @@ class GenieNode(Node):
     def sound_pending(self, io, k: int) -> None:
         """The grid's point ``k`` of this block: every note waiting sounds on it."""
         offset = int(self.grid.offset[k])
+        self.last_point = io.block_start + offset
+        if not self.waiting:
+            return
         channel = self.options["channel"]
         for r in np.flatnonzero(self.pending[:, 0] >= 0):
             _, pitch, velocity, _, held = self.pending[r]
@@ -218,13 +224,14 @@ class GenieNode(Node):
             if held >= 0:  # released while it waited
                 io.emit(offset + max(int(held), 1), Kind.NOTE_OFF, channel, int(pitch), 0)
             self.pending[r] = -1
-        self.last_point = io.block_start + offset
+        self.waiting = 0
 
     def reset(self) -> None:
         self.decoder.reset()
         if self.grid is not None:
             self.grid.reset()
         self.pending[:] = -1
+        self.waiting = 0  # rows of pending in use
         self.last_point = -(1 << 62)
         self.held[:] = -1
         self.sounding[:] = 0
