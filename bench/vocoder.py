@@ -22,7 +22,10 @@
   sound); delay = time the output's 1 ms RMS reaches half its steady level
   minus the time the input's does.
 
-Writes ``bench/results/vocoder.json`` and prints a markdown table. The timing
+Writes ``bench/results/vocoder.json``, prints a markdown table, and, as a
+listening check, ``vocoder-speech.png`` and ``vocoder-singing.png`` beside
+the JSON (``vocoder-quick-*.png`` with ``--quick``): log spectrograms of the
+first held-out clip of each kind, the original beside each resynthesis. The timing
 part holds ``/tmp/cadenza-bench.lock`` so it never overlaps another benchmark;
 timings still share the CPU with whatever else runs on the machine.
 """
@@ -118,18 +121,53 @@ def cents_errors(ref: np.ndarray, out: np.ndarray) -> np.ndarray:
     return np.abs(1200.0 * np.log2(b[both] / a[both]))
 
 
-def resynthesis(clips, quick: bool) -> dict:
+def resynthesis(clips, examples: dict | None = None) -> dict:
+    """Distances and f0 errors per system over ``clips``; the outputs for the first clip of each kind
+    go into ``examples`` (kind → {"original": audio, system: output}) when given."""
     systems = {"neural": neural, "griffin_lim": griffin_lim, "world": world}
     dist = {k: [] for k in systems}
     cents = {k: [] for k in systems}
-    for _, audio in clips:
+    for kind, audio in clips:
         ref = torch.from_numpy(audio[None])
+        keep = examples is not None and kind not in examples
+        if keep:
+            examples[kind] = {"original": audio}
         for name, fn in systems.items():
             y = fn(audio)
             dist[name].append(spectral_loss(torch.from_numpy(y[None]), ref).item())
             cents[name].append(cents_errors(audio, y))
+            if keep:
+                examples[kind][name] = y
     return {name: {"spectral_distance": float(np.mean(dist[name])),
                    "f0_error_cents": float(np.median(np.concatenate(cents[name])))} for name in systems}
+
+
+def plot_spectrograms(signals: dict, title: str, path: Path) -> None:
+    """Log-magnitude spectrograms (1024-point FFT, hop 256) of the original and each resynthesis, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = {"original": "original", "neural": "neural vocoder", "griffin_lim": "Griffin-Lim (same mel)",
+             "world": "WORLD"}
+    fig, axes = plt.subplots(1, len(signals), figsize=(4 * len(signals), 3.6), sharey=True)
+    win = torch.hann_window(1024)
+    top = None  # one colour scale for all panels: the original's peak
+    for ax, (name, x) in zip(axes, signals.items()):
+        mag = torch.stft(torch.from_numpy(np.ascontiguousarray(x, np.float32)), 1024, 256, window=win,
+                         return_complex=True).abs().numpy()
+        db = 20.0 * np.log10(mag + 1e-5)
+        top = db.max() if top is None else top
+        ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=top - 90.0, vmax=top,
+                  extent=(0.0, x.shape[0] / SR, 0.0, SR / 2000.0))
+        ax.set_title(names.get(name, name), fontsize=9)
+        ax.set_xlabel("s")
+    axes[0].set_ylabel("kHz")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def to_live(audio: np.ndarray) -> np.ndarray:
@@ -250,7 +288,12 @@ def main(argv=None) -> int:
     singing = [c for c in clips if c[0] == 1]
     if args.quick:
         speech, singing = speech[::10], singing[::4]
-    res = {"resynthesis": resynthesis(speech + singing, args.quick)}
+    examples: dict = {}
+    res = {"resynthesis": resynthesis(speech + singing, examples)}
+    for kind, label in ((0, "speech"), (1, "singing")):
+        if kind in examples:
+            plot_spectrograms(examples[kind], f"held-out {label}: original and resyntheses",
+                              RESULTS.with_name(f"vocoder{'-quick' if args.quick else ''}-{label}.png"))
     with open(LOCK, "a") as lock:  # timings never overlap another benchmark's
         fcntl.flock(lock, fcntl.LOCK_EX)
         res["cost_us"] = costs(np.concatenate([a for _, a in speech]), np.concatenate([a for _, a in singing]),

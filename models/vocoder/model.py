@@ -15,8 +15,8 @@ Per frame (every 2.67 ms) it predicts
   log-mel itself, which is already a rough envelope;
 - ``noise``: ``N_NOISE`` filtered-noise band magnitudes (breath, consonants).
 
-Network: Linear(80 mel + 2 pitch → 128) → GRU(128) → Linear(128 + 128 → 1 + 80 + 65):
-146k multiply-adds per frame. :func:`gru_step` is its numba port for the live
+Network: Linear(80 mel + 2 pitch → 384) → GRU(384) → Linear(384 + 384 → 1 + 80 + 65):
+1.03M multiply-adds per frame. :func:`gru_step` is its numba port for the live
 node (tested to agree with torch).
 
 Output is the input delayed by ``DELAY_HOPS`` frames: the frame ending at
@@ -45,7 +45,7 @@ N_HARMONICS = 64
 MAX_HZ = 11000.0  # harmonics fade out below this, Hz
 N_NOISE = 65  # noise bands, evenly spaced 0..NOISE_HZ
 NOISE_HZ = 12000.0
-HIDDEN = 128
+HIDDEN = 384
 N_OUT = 1 + F.N_MELS + N_NOISE
 DELAY_HOPS = 2
 NOISE_BIAS = -5.0  # initial noise band logits (quiet)
@@ -56,11 +56,12 @@ MEL_STEP = float((hz_to_mel(F.FMAX_HZ) - MEL_LO) / (F.N_MELS + 1))
 class VocoderNet(nn.Module):
     """Causal frame-by-frame net. ``forward`` takes (B, T) sequences and an optional GRU state."""
 
-    def __init__(self):
+    def __init__(self, hidden: int | None = None):
         super().__init__()
-        self.inp = nn.Linear(F.N_MELS + 2, HIDDEN)
-        self.gru = nn.GRU(HIDDEN, HIDDEN, batch_first=True)
-        self.out = nn.Linear(2 * HIDDEN, N_OUT)
+        hidden = hidden or HIDDEN
+        self.inp = nn.Linear(F.N_MELS + 2, hidden)
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+        self.out = nn.Linear(2 * hidden, N_OUT)
         self.register_buffer("mel_mean", torch.zeros(()))
         self.register_buffer("mel_std", torch.ones(()))
         with torch.no_grad():
