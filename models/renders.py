@@ -1,4 +1,4 @@
-"""Rendered clips for training and benches: a fresh FluidSynth per clip, and the WAV + JSON cache.
+"""Rendered clips for training and benches: a fresh FluidSynth per clip, its notes played, the WAV + JSON cache.
 
 Every set the project renders with FluidSynth (the beat tracker's, the chord
 listener's, the band's) caches a clip as ``NAME.wav`` and ``NAME.json`` (the
@@ -32,6 +32,28 @@ def fluid_synth(sample_rate: int):
         yield fs, fs.sfload(str(SF2))
     finally:
         fs.delete()
+
+
+def play_timeline(synth, timeline: list[tuple], total: int, sample_rate: int) -> np.ndarray:
+    """Play a time-sorted ``timeline`` of (time s, 1 note-on / 0 note-off, channel, MIDI, velocity) through
+    ``synth`` (a :func:`fluid_synth` pair, programs already chosen) for ``total`` frames; stereo (total, 2)
+    float32, FluidSynth's 16-bit samples / 32768. Events land on the nearest frame; ones after the end are
+    left out."""
+    fs, _ = synth
+    out = np.zeros((total, 2), np.float32)
+    pos = 0
+    for t, on, ch, m, v in timeline:
+        i = min(int(round(t * sample_rate)), total)
+        if i > pos:
+            out[pos:i] = fs.get_samples(i - pos).reshape(-1, 2) / 32768.0
+            pos = i
+        if on:
+            fs.noteon(ch, m, v)
+        else:
+            fs.noteoff(ch, m)
+    if pos < total:
+        out[pos:] = fs.get_samples(total - pos).reshape(-1, 2) / 32768.0
+    return out
 
 
 def cached_clip(folder: Path, spec, version: int, sample_rate: int, build) -> tuple[np.ndarray, dict]:

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from cadenza.engine.harmony import chord_label, key_label
-from cadenza.models.renders import cached_clip
+from cadenza.models.renders import cached_clip, play_timeline
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "data" / "chords"
@@ -202,20 +202,7 @@ def render(notes: list, programs: dict[int, int], seconds: float, synth) -> np.n
     for ch, program in programs.items():
         fs.program_select(ch, sfid, 128 if ch == DRUM_CH else 0, program)
     timeline = sorted([(t, 1, ch, m, v) for t, d, ch, m, v in notes] + [(t + d, 0, ch, m, 0) for t, d, ch, m, v in notes])
-    total = int((seconds + 1.0) * SR)
-    out = np.zeros(total, np.float32)
-    pos = 0
-    for t, on, ch, m, v in timeline:
-        i = min(int(round(t * SR)), total)
-        if i > pos:
-            out[pos:i] = fs.get_samples(i - pos)[::2] / 32768.0
-            pos = i
-        if on:
-            fs.noteon(ch, m, v)
-        else:
-            fs.noteoff(ch, m)
-    if pos < total:
-        out[pos:] = fs.get_samples(total - pos)[::2] / 32768.0
+    out = play_timeline(synth, timeline, int((seconds + 1.0) * SR), SR)[:, 0]
     return (0.1 * out / (np.sqrt(np.mean(out ** 2)) + 1e-9)).clip(-1.0, 1.0).astype(np.float32)
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cadenza.models.renders import cached_clip
+from cadenza.models.renders import cached_clip, play_timeline
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "data" / "beat"
@@ -411,19 +411,7 @@ def _render(spec: ClipSpec, synth_state) -> tuple[np.ndarray, np.ndarray, float 
     ev, beats, change_s = _events(spec)
     offs = sorted([(t + d, 0, ch, m, 0) for t, ch, m, v, d in ev] + [(max(t, 0.0), 1, ch, m, v) for t, ch, m, v, d in ev])
     n_total = int(DURATION * SAMPLE_RATE)
-    out = np.zeros((n_total, 2), np.float32)
-    pos = 0
-    for t, on, ch, m, v in offs:
-        i = min(int(round(t * SAMPLE_RATE)), n_total)
-        if i > pos:
-            out[pos:i] = fs.get_samples(i - pos).reshape(-1, 2) / 32768.0
-            pos = i
-        if on:
-            fs.noteon(ch, m, v)
-        else:
-            fs.noteoff(ch, m)
-    if pos < n_total:
-        out[pos:] = fs.get_samples(n_total - pos).reshape(-1, 2) / 32768.0
+    out = play_timeline(synth_state, offs, n_total, SAMPLE_RATE)
     x = out.mean(axis=1)
     if spec.noise_snr_db:
         rng = np.random.default_rng(spec.seed + 1)
