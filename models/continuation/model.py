@@ -3,8 +3,8 @@
 Input per step: the token's embedding plus the embedding of its position in the
 beat (the cursor after it, 0..3 sixteenths); output: logits over the next token
 (``events.VOCAB``). Trained with cross-entropy on windows that begin with
-``START`` (teacher forcing). :meth:`ContinuationNet.step` is one event step, the
-unit the sampler runs on the worker lane and the bench times.
+``START`` (teacher forcing). Live, one event step runs as the numba port
+(``numba_step.py``) on a CPU, or through ``forward`` with its state on CUDA.
 """
 
 from __future__ import annotations
@@ -51,15 +51,6 @@ class ContinuationNet(nn.Module):
         """Mean cross-entropy (nats per token) of ``targets`` (-100 = ignored) given the inputs."""
         logits, _ = self(tokens, positions)
         return F.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1), ignore_index=-100)
-
-    @torch.no_grad()
-    def step(self, token: int, position: int, state=None):
-        """One event step: (logits (VOCAB,), state) after feeding ``token`` at beat ``position``."""
-        device = self.out.weight.device
-        t = torch.tensor([[token]], device=device)
-        p = torch.tensor([[position]], device=device)
-        logits, state = self(t, p, state)
-        return logits[0, 0], state
 
 
 def save(model: ContinuationNet, path, **extra) -> None:

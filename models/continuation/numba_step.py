@@ -1,6 +1,6 @@
 """One continuation-net event step in numba: the sampler's path on a CPU (the worker lane's jobs).
 
-``ContinuationNet.step`` ported weight for weight. The token's and the beat
+One step of ``ContinuationNet.forward`` ported weight for weight. The token's and the beat
 position's embeddings are pushed through the first layer's input weights once,
 at load (``token_table[k] = W_ih1 · embed[k] + b_ih1 + b_hh1``, ``position_table``
 likewise without biases); a step adds two rows and runs

@@ -11,7 +11,7 @@ Each call runs the net one event at a time until the cursor has moved ``steps``
 grid steps, so it belongs on the worker lane, never in a block. The next call
 continues from where this one stopped. The net runs in torch on CUDA when there
 is one (:class:`TorchStepper`), else as its numba port (``numba_step.py``: the
-same logits, ~1e-6, without holding the GIL); ``backend`` picks either.
+same logits, ~1e-5, without holding the GIL); ``backend`` picks either.
 
 Sampling: logits ÷ temperature (0: greedy), then masks — the event grammar
 (``events.allowed_after``), pitches outside ``register`` or outside ``key_mask``,
