@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from cadenza.engine.dsp.ddsp import TWO_PI
+from cadenza.engine.dsp.ddsp import harmonic_basis as numba_harmonic_basis
 
 
 def band_gain(freq_hz: torch.Tensor, max_hz: float, taper: float) -> torch.Tensor:
@@ -58,6 +60,19 @@ def harmonic_basis(f0_hz: torch.Tensor, n_harm: int, hop: int, sr: float, max_hz
         phase = torch.remainder(torch.cumsum(inc, dim=1) + phase0, TWO_PI).float()
         k = torch.arange(1, n_harm + 1, device=f0.device, dtype=torch.float32)
         return band_gain(f0[..., None] * k, max_hz, taper) * torch.sin(phase[..., None] * k)
+
+
+def fast_harmonic_basis(f0_hz: torch.Tensor, n_harm: int, hop: int, sr: float, max_hz: float, taper: float,
+                        f0_prev: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`harmonic_basis` from phase 0 by the numba kernel (``cadenza.engine.dsp.ddsp.harmonic_basis``,
+    which it equals and several times faster on a CPU): (B, T·hop, ``n_harm``) float32 on ``f0_hz``'s device;
+    ``f0_prev`` (B,) the frame before each row's first (default: the first frame itself)."""
+    f0 = f0_hz.detach().cpu().numpy().astype(np.float64)
+    prev = f0[:, 0] if f0_prev is None else f0_prev.detach().cpu().numpy().astype(np.float64)
+    out = np.empty((f0.shape[0], f0.shape[1] * hop, n_harm), np.float32)
+    for b in range(f0.shape[0]):
+        numba_harmonic_basis(f0[b], prev[b], hop, float(sr), max_hz, taper, out[b])
+    return torch.from_numpy(out).to(f0_hz.device)
 
 
 def harmonic_synth(f0_hz: torch.Tensor, amps: torch.Tensor, hop: int, sr: float, max_hz: float,

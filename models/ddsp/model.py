@@ -13,11 +13,10 @@ Input scaling: f0 as MIDI pitch / 127 (0 where f0 ≤ 0), loudness as
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
-from cadenza.engine.dsp.ddsp import harmonic_basis, taper_hz
+from cadenza.engine.dsp.ddsp import taper_hz
 from cadenza.models import ddsp_torch as st
 from cadenza.models.ddsp_torch import exp_sigmoid
 from cadenza.models.weights import load_weights, reading, save_weights
@@ -76,14 +75,10 @@ def render(decoder: Decoder, f0_hz, amp, dist, mags, noise, mat, basis=None) -> 
 
 
 def fast_basis(decoder: Decoder, f0_hz: torch.Tensor) -> torch.Tensor:
-    """The harmonic basis of f0 frames (B, T) from the numba kernel (several times faster on CPU
-    than :func:`cadenza.models.ddsp_torch.harmonic_basis`, which it equals; see tests)."""
-    max_hz = decoder.band_hz
-    f0 = f0_hz.detach().cpu().numpy().astype(np.float64)
-    out = np.empty((f0.shape[0], f0.shape[1] * decoder.hop, N_HARMONICS), np.float32)
-    for b in range(f0.shape[0]):
-        harmonic_basis(f0[b], f0[b, 0], decoder.hop, float(decoder.sample_rate), max_hz, taper_hz(max_hz), out[b])
-    return torch.from_numpy(out).to(f0_hz.device)
+    """The harmonic basis of the decoder's f0 frames (B, T) from the numba kernel
+    (:func:`cadenza.models.ddsp_torch.fast_harmonic_basis`)."""
+    return st.fast_harmonic_basis(f0_hz, N_HARMONICS, decoder.hop, decoder.sample_rate, decoder.band_hz,
+                                  taper_hz(decoder.band_hz))
 
 
 def save(decoder: Decoder, path, meta: dict) -> None:

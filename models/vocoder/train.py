@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cadenza.engine.dsp.ddsp import harmonic_basis, noise_matrix, taper_hz
+from cadenza.engine.dsp.ddsp import noise_matrix, taper_hz
 from cadenza.models import ddsp_torch as S
 from cadenza.models.ddsp_torch import multiscale_spectral_loss
 from cadenza.models.vocoder import data
@@ -79,15 +79,6 @@ class Synth:
         self.taper = taper_hz(MAX_HZ)
         self.mat = torch.from_numpy(noise_matrix(N_NOISE, NOISE_HZ, sr))
 
-    def basis(self, f0: torch.Tensor) -> torch.Tensor:
-        """The harmonic basis of f0 frames (B, T) — frame 0 the start — from the numba kernel
-        (equal to :func:`cadenza.models.ddsp_torch.harmonic_basis`, several times faster on CPU)."""
-        f = f0.detach().cpu().numpy().astype(np.float64)
-        out = np.empty((f.shape[0], (f.shape[1] - 1) * self.hop, N_HARMONICS), np.float32)
-        for b in range(f.shape[0]):
-            harmonic_basis(f[b, 1:], f[b, 0], self.hop, float(self.sr), MAX_HZ, self.taper, out[b])
-        return torch.from_numpy(out).to(f0.device)
-
     def __call__(self, amp, env, noise_mags, f0, white):
         """amp (B, T), env (B, T, 80), noise_mags (B, T, N_NOISE), f0 (B, T) Hz, white (B, T·hop) → audio.
 
@@ -96,7 +87,9 @@ class Synth:
         weights = envelope_weights(env, f0)
         amps = S.harmonic_amplitudes(amp, weights, f0, MAX_HZ, self.taper)
         harm = S.harmonic_synth(f0[:, 1:], amps[:, 1:], self.hop, self.sr, MAX_HZ, self.taper,
-                                f0_prev=f0[:, 0], amps_prev=amps[:, 0], basis=self.basis(f0))
+                                f0_prev=f0[:, 0], amps_prev=amps[:, 0],
+                                basis=S.fast_harmonic_basis(f0[:, 1:], N_HARMONICS, self.hop, self.sr, MAX_HZ,
+                                                            self.taper, f0_prev=f0[:, 0]))
         return harm + S.noise_synth(noise_mags[:, 1:], white, self.mat, self.hop)
 
 
