@@ -20,6 +20,7 @@ reset) before anything resets it, and no node reads a param by position.
 from __future__ import annotations
 
 import ast
+import threading
 import tracemalloc
 from pathlib import Path
 
@@ -104,6 +105,8 @@ def render(text: str, tmp_path, block: int, frames: int, measure: bool = False):
     the last 1 000 blocks after 200 warm-up blocks."""
     marks = [None, None]
     if measure:  # traced from before the node exists, so every state value it replaces is traced too
+        others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+        assert not others, f"threads {others} would allocate into the traced heap (it counts every thread)"
         tracemalloc.start()
     engine = Engine(parse_patch(text, tmp_path / "contract.toml"), RATE, block)
     audio = voice_like(frames)

@@ -36,6 +36,9 @@ class UserError(CadenzaError):
 def _progress(total: int, label: str):
     from tqdm import tqdm
 
+    # tqdm's monitor thread starts even for a disabled bar and outlives it, waking every 10 s to run
+    # Python in the audio process; our bars are refreshed by hand, so they need no monitor
+    tqdm.monitor_interval = 0
     bar = tqdm(total=total, unit="frame", unit_scale=True, desc=label, leave=False,
                disable=None, file=sys.stderr)
 
