@@ -1,6 +1,6 @@
 """The pitch benchmark's test set, built here with exact ground truth.
 
-Two sources, each rendered clean, with white noise at 20 dB SNR and with reverb:
+Three sources, 4 s clips at 48 kHz:
 
 - ``synth``: harmonic tones 60-1500 Hz with vibrato, glides, weak fundamentals,
   formant envelopes, legato and detached notes (truth: the synthesis f0);
@@ -11,13 +11,42 @@ Two sources, each rendered clean, with white noise at 20 dB SNR and with reverb:
   pitch; see :func:`sample_tuning`). Releases are cut to a quarter and a
   legato change stops the old note (notes alternate between two channels), as
   a monophonic player would; a sampler's long release would otherwise ring the
-  old pitch under the new one.
+  old pitch under the new one;
+- ``voice``: a sung line from a Rosenberg glottal pulse train through a
+  cascade of five formant resonators (:func:`voice_clip`). Clips alternate a
+  ``low`` register (MIDI 35-50, 62-147 Hz, adult male vowels) and a ``mid``
+  one (MIDI 45-67, 110-392 Hz, adult female vowels); each note sings its own
+  vowel (a, e, i, o, u; formants glide 40 ms into it) and its own phonation:
+  modal, breathy (open quotient 0.8-0.9, a smooth closure and pulsed
+  aspiration noise 8-14 dB below the pulses) or pressed (open quotient
+  0.35-0.45, a sharp closure). Some detached notes start with a 60 ms
+  aspirated "h" (unvoiced in the truth). Jitter (0.3 % rms f0, ~5 cents) and
+  shimmer (4 % rms amplitude) change at 2.5 ms knots; the truth is the f0
+  that drives the pulse train, jitter excluded.
+
+Each dry clip is scored in five conditions:
+
+- ``clean``;
+- ``snr20`` and ``snr10``: noise at 20 / 10 dB SNR, both powers measured over
+  the truth's voiced part. The noise kind cycles per clip over ``white``,
+  ``pink`` (1/f power, FFT-shaped), ``babble`` (4-6 espeak-ng talkers in ten
+  languages, male and female, pitches and rates varied) and ``crowd`` (15-20
+  talkers low-passed at 2 kHz, pink noise 6 dB below them, 1-3 hand claps
+  ~10 dB above them): clip k gets kind k mod 4 at 20 dB and k + 1 mod 4 at
+  10 dB. The kind is in the clip's name (``..._snr10-babble``) and in
+  ``Clip.noise``. Train and test draw talkers from disjoint halves of the
+  utterance pool (each half: two of the four voice variants of every
+  language, male and female; built once with espeak-ng, cached in
+  ``data/``);
+- ``reverb`` and ``room``: convolved with a synthetic room (:func:`room_ir`,
+  direct path, early reflections, exponential noise tail about 4 dB below
+  the direct sound) of RT60 0.4-0.9 s and 1.0-1.5 s.
 
 Truth is a 2 ms grid of f0 (Hz, 0 unvoiced) and a ``scored`` mask: a note's
 audible release (dry level within 30 dB of the note's peak) counts as voiced
 at its last pitch, and the 30 ms before to 150 ms after the release fades out
-are not scored — the sound there is neither clearly on nor off (reverb tails
-in that span are not counted as false alarms).
+are not scored — the sound there is neither clearly on nor off. Reverb tails
+beyond that span are scored as unvoiced (they count as false alarms).
 
 The training part (tuning) and the test part use disjoint seeds; the test
 part also has instruments the tuning never saw.
@@ -25,10 +54,12 @@ part also has instruments the tuning never saw.
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-from scipy.signal import fftconvolve
+from scipy.signal import butter, fftconvolve, sosfilt, sosfiltfilt
 
 SR = 48000
 GRID_S = 0.002  # truth grid, s
@@ -44,17 +75,22 @@ INSTRUMENTS = {
 }
 TRAIN_INSTRUMENTS = ("flute", "violin", "trumpet", "clarinet")
 UNSEEN_INSTRUMENTS = ("choir", "alto_sax", "cello")
-CONDITIONS = ("clean", "snr20", "reverb")
+CONDITIONS = ("clean", "snr20", "snr10", "reverb", "room")
+SNR_DB = {"snr20": 20.0, "snr10": 10.0}
+RT60_S = {"reverb": (0.4, 0.9), "room": (1.0, 1.5)}  # uniform range
+NOISES = ("white", "pink", "babble", "crowd")
 
 
 @dataclass
 class Clip:
     name: str
-    source: str  # "synth" | "fluid"
+    source: str  # "synth" | "fluid" | "voice"
     audio: np.ndarray  # float32 mono at SR
     times: np.ndarray  # truth grid, s
     f0: np.ndarray  # truth f0, Hz, 0 unvoiced
     scored: np.ndarray  # bool, frames that count
+    condition: str = "clean"  # one of CONDITIONS, or "probe" (a delay probe, in no subset)
+    noise: str = ""  # the noise kind of snr20 / snr10, else ""
 
 
 @dataclass
@@ -269,6 +305,204 @@ def fluid_clip(instrument: str, seed: int) -> Clip:
                 *release_truth(x, notes, times, ref))
 
 
+# -- voice ------------------------------------------------------------------------------------
+
+VOICE_RANGES = {"low": (35.0, 50.0), "mid": (45.0, 67.0)}  # MIDI: 62-147 Hz, 110-392 Hz
+VOWELS = {  # F1-F5, Hz (Peterson & Barney's men / women for F1-F3)
+    "low": {"a": (730, 1090, 2440, 3400, 4200), "e": (530, 1840, 2480, 3450, 4250),
+            "i": (270, 2290, 3010, 3500, 4300), "o": (570, 840, 2410, 3350, 4150),
+            "u": (300, 870, 2240, 3300, 4100)},
+    "mid": {"a": (850, 1220, 2810, 3800, 4700), "e": (610, 2330, 2990, 3900, 4800),
+            "i": (310, 2790, 3310, 4000, 4900), "o": (590, 920, 2710, 3750, 4650),
+            "u": (370, 950, 2670, 3700, 4600)},
+}
+BANDWIDTHS = np.array([60.0, 80.0, 110.0, 150.0, 200.0])  # formant bandwidths, Hz
+PHONATIONS = {  # open quotient range, closing share of the open phase, aspiration dB below the pulses
+    "modal": ((0.55, 0.65), 0.33, 30.0),
+    "breathy": ((0.8, 0.9), 0.5, 11.0),
+    "pressed": ((0.35, 0.45), 0.12, 40.0),
+}
+JITTER, SHIMMER = 0.003, 0.04  # rms relative f0 / amplitude deviation, drawn at 2.5 ms knots
+FILTER_BLOCK = 120  # formant coefficients change every 2.5 ms
+
+
+def rosenberg(frac: np.ndarray, oq: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """Rosenberg glottal flow (0-1) at period fraction ``frac``: opens over ``oq * (1 - share)``,
+    closes over ``oq * share``, shut for the rest of the period."""
+    tp, tn = oq * (1 - share), oq * share
+    opening = 0.5 * (1 - np.cos(np.pi * frac / tp))
+    closing = np.cos(0.5 * np.pi * (frac - tp) / tn)
+    return np.where(frac < tp, opening, np.where(frac < oq, closing, 0.0))
+
+
+def formant_filter(src: np.ndarray, formants: np.ndarray, bandwidths: np.ndarray) -> np.ndarray:
+    """A cascade of two-pole resonators (unity gain at DC), ``formants`` (5, n) Hz, updated per block."""
+    out = np.zeros_like(src)
+    zi = np.zeros((len(bandwidths), 2))
+    r = np.exp(-np.pi * bandwidths / SR)
+    for b0 in range(0, len(src), FILTER_BLOCK):
+        c = 2 * r * np.cos(2 * np.pi * formants[:, b0] / SR)
+        sos = np.column_stack([1 - c + r * r, np.zeros_like(c), np.zeros_like(c), np.ones_like(c), -c, r * r])
+        out[b0:b0 + FILTER_BLOCK], zi = sosfilt(sos, src[b0:b0 + FILTER_BLOCK], zi=zi)
+    return out
+
+
+def voice_clip(seed: int, register: str) -> Clip:
+    """A sung line: glottal pulses driven by the melody's f0 through per-note vowel formants."""
+    rng = np.random.default_rng(seed)
+    notes = melody(rng, *VOICE_RANGES[register])
+    n = int(CLIP_S * SR)
+    t = np.arange(n) / SR
+    midi, on = pitch_curve(notes, t)
+    f0 = np.where(on, midi_to_hz(np.where(on, midi, 60.0)), 0.0)
+    knots = np.arange(0.0, CLIP_S + 0.005, 0.0025)
+    jitter = np.interp(t, knots, rng.normal(0, JITTER, len(knots)))
+    shimmer = np.interp(t, knots, rng.normal(0, SHIMMER, len(knots)))
+    frac = np.cumsum(f0 * (1 + jitter)) / SR % 1.0  # phase, periods (held through silence)
+
+    oq, share, asp_db, env = np.full(n, 0.6), np.full(n, 0.33), np.full(n, 30.0), np.zeros(n)
+    breath = np.zeros(n)  # aspirated onsets before a note, unvoiced
+    vowels = list(VOWELS[register].values())
+    tract = rng.uniform(0.92, 1.08)  # vocal tract length: scales every formant
+    f_knots, f_vals = [0.0], [vowels[int(rng.integers(5))]]
+    for i, note in enumerate(notes):
+        i0, i1 = int(note.start * SR), int(note.end * SR)
+        (oq_lo, oq_hi), sh, asp = PHONATIONS[rng.choice(list(PHONATIONS))]
+        oq[i0:i1], share[i0:i1], asp_db[i0:i1] = rng.uniform(oq_lo, oq_hi), sh, asp + rng.uniform(-3, 3)
+        legato_in = i > 0 and notes[i - 1].end >= note.start - 1e-9
+        legato_out = i + 1 < len(notes) and notes[i + 1].start <= note.end + 1e-9
+        seg = np.full(i1 - i0, note.velocity / 127) * (1 + shimmer[i0:i1])
+        if not legato_in:
+            a = int(rng.uniform(0.01, 0.05) * SR)
+            seg[:a] *= np.linspace(0, 1, a)
+            gap = note.start - (notes[i - 1].end if i else 0.0)
+            if gap > 0.1 and rng.random() < 0.4:
+                h = int(0.06 * SR)
+                breath[i0 - h:i0] = note.velocity / 127 * np.linspace(0, 1, h)
+        if not legato_out:
+            r = int(rng.uniform(0.02, 0.04) * SR)
+            seg[-r:] *= np.linspace(1, 0, r)
+        env[i0:i1] = seg
+        f_knots += [note.start, note.start + 0.04]
+        f_vals += [f_vals[-1], vowels[int(rng.integers(5))]]
+    formants = tract * np.array([np.interp(t, f_knots, [v[k] for v in f_vals]) for k in range(5)])
+
+    flow = rosenberg(frac, oq, share)
+    pulses = np.diff(flow, prepend=flow[0]) * SR / np.maximum(f0, 1.0)  # flow derivative per period
+    pulses *= env
+    ref_level = np.sqrt(np.mean(pulses[env > 0] ** 2))
+    hiss = sosfilt(butter(2, 500, "highpass", fs=SR, output="sos"), rng.standard_normal(n))
+    hiss *= ref_level * (env * 10 ** (-asp_db / 20) * (0.3 + 0.7 * flow) + breath * 10 ** (-10 / 20))
+    x = formant_filter(pulses + hiss, formants, BANDWIDTHS * rng.uniform(0.8, 1.3))
+    x = 0.3 * x / max(np.max(np.abs(x)), 1e-9)
+    times = np.arange(0, CLIP_S, GRID_S)
+    ref_midi, ref_on = pitch_curve(notes, times)
+    ref = np.where(ref_on, midi_to_hz(np.where(ref_on, ref_midi, 60.0)), 0.0)
+    return Clip(f"voice-{register}{seed}", "voice", x.astype(np.float32), times,
+                *release_truth(x, notes, times, ref))
+
+
+# -- noise --------------------------------------------------------------------------------------
+
+BABBLE_VERSION = 1  # bump when the utterances below change: the cache is keyed by it
+BABBLE_CACHE = Path(__file__).resolve().parents[2] / "data" / f"pitch_babble_v{BABBLE_VERSION}.npz"
+BABBLE_TEXTS = {
+    "en-us": "The quick brown fox jumps over the lazy dog while the band keeps playing.",
+    "en-gb": "We were waiting by the bar when the second set began, and nobody could hear a thing.",
+    "de": "Heute Abend spielen wir ein neues Lied, und alle singen laut mit.",
+    "fr-fr": "Ce soir nous jouons une nouvelle chanson, et tout le monde chante avec nous.",
+    "es": "Esta noche tocamos una canción nueva y todos cantan con nosotros.",
+    "it": "Stasera suoniamo una canzone nuova e tutti cantano insieme a noi.",
+    "pt": "Hoje à noite tocamos uma canção nova e todos cantam juntos.",
+    "nl": "Vanavond spelen we een nieuw lied en iedereen zingt hard mee.",
+    "pl": "Dziś wieczorem gramy nową piosenkę i wszyscy śpiewają razem.",
+    "fi": "Tänä iltana soitamme uuden laulun ja kaikki laulavat mukana.",
+}
+BABBLE_VARIANTS = (("m1", 35, 150), ("f2", 55, 170), ("m3", 60, 185), ("f4", 40, 140))  # variant, pitch, wpm
+
+
+def babble_pool() -> list[np.ndarray]:
+    """Utterances (float32 at SR, unit rms): every text in every voice variant, built once by espeak-ng."""
+    if not BABBLE_CACHE.exists():
+        import tempfile
+
+        import soundfile as sf
+        import soxr
+
+        pool = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for lang, text in BABBLE_TEXTS.items():
+                for variant, pitch, wpm in BABBLE_VARIANTS:
+                    wav = f"{tmp}/u.wav"
+                    subprocess.run(["espeak-ng", "-w", wav, "-v", f"{lang}+{variant}", "-p", str(pitch),
+                                    "-s", str(wpm), text], check=True, capture_output=True)
+                    y, sr = sf.read(wav, dtype="float32")
+                    y = soxr.resample(y, sr, SR)
+                    pool.append(y / np.sqrt(np.mean(y ** 2)))
+        BABBLE_CACHE.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(BABBLE_CACHE, *pool)
+    with np.load(BABBLE_CACHE) as f:
+        return [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
+
+
+def talkers(rng, pool: list[np.ndarray], count: int, n: int) -> np.ndarray:
+    """``count`` talkers, each a run of random utterances with 50-400 ms pauses, ±3 dB, summed."""
+    out = np.zeros(n)
+    for _ in range(count):
+        parts, total = [], 0
+        while total < 2 * n:
+            u = pool[int(rng.integers(len(pool)))]
+            parts += [u, np.zeros(int(rng.uniform(0.05, 0.4) * SR))]
+            total += len(u) + len(parts[-1])
+        s = np.concatenate(parts)
+        off = int(rng.integers(0, len(s) - n))
+        out += s[off:off + n] * 10 ** (rng.uniform(-3, 3) / 20)
+    return out
+
+
+def pink(rng, n: int) -> np.ndarray:
+    """1/f (pink) noise: white noise's spectrum shaped by 1/sqrt(f), unit rms."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n, 1 / SR)
+    spec[0] = 0.0
+    spec[1:] /= np.sqrt(f[1:])
+    y = np.fft.irfft(spec, n)
+    return y / np.sqrt(np.mean(y ** 2))
+
+
+def crowd(rng, pool: list[np.ndarray], n: int) -> np.ndarray:
+    """15-20 talkers low-passed at 2 kHz, pink noise 6 dB below them, 1-3 claps ~10 dB above them."""
+    y = sosfiltfilt(butter(4, 2000, fs=SR, output="sos"), talkers(rng, pool, int(rng.integers(15, 21)), n))
+    level = np.sqrt(np.mean(y ** 2))
+    y += pink(rng, n) * level * 10 ** (-6 / 20)
+    band = butter(2, (800, 5000), "bandpass", fs=SR, output="sos")
+    k = int(0.04 * SR)
+    for _ in range(int(rng.integers(1, 4))):
+        clap = sosfilt(band, rng.standard_normal(k)) * np.exp(-np.arange(k) / (0.008 * SR))
+        at = int(rng.integers(0, n - k))
+        y[at:at + k] += clap * level * 10 ** (10 / 20) / np.sqrt(np.mean(clap[: k // 4] ** 2))
+    return y
+
+
+def noise(kind: str, rng, n: int, part: str) -> np.ndarray:
+    """``kind`` noise, n samples. Babble and crowd use the part's half of the utterance pool: two
+    of the four voice variants of every language, alternating, so each half has male and female."""
+    if kind == "white":
+        return rng.standard_normal(n)
+    if kind == "pink":
+        return pink(rng, n)
+    per = len(BABBLE_VARIANTS)  # the pool runs language by language, variant by variant
+    pool = [u for i, u in enumerate(babble_pool()) if (i // per + i % per) % 2 == (part != "train")]
+    if kind == "babble":
+        return talkers(rng, pool, int(rng.integers(4, 7)), n)
+    return crowd(rng, pool, n)
+
+
+def noise_kind(seed: int, condition: str) -> str:
+    """The noise kind clip ``seed`` gets: cycles with the seed, one step further at 10 dB."""
+    return NOISES[(seed + (condition == "snr10")) % len(NOISES)]
+
+
 def room_ir(rng, rt60: float) -> np.ndarray:
     """A synthetic room: direct path, early reflections, exponentially decaying noise tail."""
     n = int(rt60 * SR)
@@ -282,17 +516,23 @@ def room_ir(rng, rt60: float) -> np.ndarray:
     return tail
 
 
-def degrade(clip: Clip, condition: str, seed: int) -> Clip:
+def degrade(clip: Clip, condition: str, seed: int, part: str = "test") -> Clip:
+    """``clip`` in ``condition`` (see the module docstring), peak-normalised to 0.3."""
     rng = np.random.default_rng(seed + 7919)
     x = clip.audio.astype(np.float64)
-    if condition == "snr20":
+    kind = ""
+    if condition in SNR_DB:
+        kind = noise_kind(seed, condition)
         voiced = np.interp(np.arange(len(x)) / SR, clip.times, (clip.f0 > 0).astype(float)) > 0.5
-        power = np.mean(x[voiced] ** 2) if voiced.any() else np.mean(x ** 2)
-        x = x + rng.standard_normal(len(x)) * np.sqrt(power / 100.0)
-    elif condition == "reverb":
-        x = fftconvolve(x, room_ir(rng, rng.uniform(0.4, 0.9)))[: len(x)]
+        if not voiced.any():
+            voiced[:] = True
+        d = noise(kind, rng, len(x), part)
+        x = x + d * np.sqrt(np.mean(x[voiced] ** 2) / np.mean(d[voiced] ** 2) / 10 ** (SNR_DB[condition] / 10))
+    elif condition in RT60_S:
+        x = fftconvolve(x, room_ir(rng, rng.uniform(*RT60_S[condition])))[: len(x)]
     x = 0.3 * x / max(np.max(np.abs(x)), 1e-9)
-    return Clip(f"{clip.name}_{condition}", clip.source, x.astype(np.float32), clip.times, clip.f0, clip.scored)
+    name = f"{clip.name}_{condition}" + (f"-{kind}" if kind else "")
+    return Clip(name, clip.source, x.astype(np.float32), clip.times, clip.f0, clip.scored, condition, kind)
 
 
 def low_note_clip(f0_hz: float = 65.0, seed: int = 5) -> Clip:
@@ -305,14 +545,15 @@ def low_note_clip(f0_hz: float = 65.0, seed: int = 5) -> Clip:
     x = 0.3 * x / np.max(np.abs(x))
     times = np.arange(0, 2.0, GRID_S)
     ref = np.interp(times, t, f)
-    return Clip(f"low{int(f0_hz)}", "synth", x.astype(np.float32), times, ref, times > 0.1)
+    return Clip(f"low{int(f0_hz)}", "synth", x.astype(np.float32), times, ref, times > 0.1, "probe")
 
 
-def build(part: str, n_synth: int, n_per_instrument: int, instruments=None) -> list[Clip]:
-    """The ``train`` or ``test`` part: every clip in every condition."""
+def build(part: str, n_synth: int, n_per_instrument: int, n_voice: int = 0, instruments=None) -> list[Clip]:
+    """The ``train`` or ``test`` part: every clip in every condition; voices alternate low and mid."""
     base = 0 if part == "train" else 1000
     instruments = instruments or (TRAIN_INSTRUMENTS if part == "train" else tuple(INSTRUMENTS))
     dry = [synth_clip(base + i) for i in range(n_synth)]
     dry += [fluid_clip(inst, base + 100 + 10 * list(INSTRUMENTS).index(inst) + i) for inst in instruments
             for i in range(n_per_instrument)]
-    return [degrade(c, cond, base + k) for k, c in enumerate(dry) for cond in CONDITIONS]
+    dry += [voice_clip(base + 500 + i, ("low", "mid")[i % 2]) for i in range(n_voice)]
+    return [degrade(c, cond, base + k, part) for k, c in enumerate(dry) for cond in CONDITIONS]
