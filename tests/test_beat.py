@@ -52,7 +52,8 @@ def test_click_track_120_bpm_beats_within_10_ms(clicks120):
     late = result.beats[result.beats > 4.0]
     assert len(late) == pytest.approx(np.sum(ref > 4.0), abs=1)
     assert np.max(np.abs(nearest_error(late, ref))) <= 0.010
-    assert result.bpm[-1] == pytest.approx(120.0, rel=0.02)
+    # the spacing of the beats, not the posterior's tempo, which reads slow on sharp onsets (117.7 here)
+    assert result.bpm[-1] == pytest.approx(120.0, rel=0.002)
 
 
 def test_predicted_beats_come_at_least_one_block_ahead(clicks120):
@@ -71,6 +72,7 @@ def test_abrupt_tempo_change_is_followed():
     assert len(after) >= 15
     assert np.max(np.abs(nearest_error(after, ref))) <= 0.035
     assert 60.0 / np.median(np.diff(after)) == pytest.approx(135.0, rel=0.03)
+    assert result.bpm[-1] == pytest.approx(135.0, rel=0.005)
 
 
 def test_silence_gives_no_beats():

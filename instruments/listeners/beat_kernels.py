@@ -41,8 +41,11 @@ N_CFG = 17
 
 # indices into the float64 state array ``st``
 S_FILL, S_WPOS, S_HOPC, S_FRAMES, S_MU, S_LEVEL, S_PRED, S_PERIOD, S_LAST_BEAT, \
-    S_LAST_PRED, S_BEATS, S_CONF, S_BPM, S_ACTIVE = range(14)
-N_ST = 14
+    S_LAST_PRED, S_BEATS, S_CONF, S_BPM, S_ACTIVE, S_IBI, S_IBI_N = range(16)
+IBI_BEATS = 8  # the published tempo: the slope of a line through the last (up to) 8 emitted beats
+S_IBI_TIMES = 16  # st[S_IBI_TIMES:S_IBI_TIMES + IBI_BEATS]: their times, samples, oldest first
+N_ST = S_IBI_TIMES + IBI_BEATS
+IBI_AGREE = 0.12  # an interval further than this from the line's starts it again (a tempo change)
 
 # event kinds written to the kernel's event buffer
 EV_BEAT = Kind.BEAT
@@ -206,10 +209,51 @@ def _emit(ev_off, ev_kind, ev_a, ev_val, n_ev, offset, kind, a, value):
 
 
 @njit(nogil=True, cache=True)
+def _follow_ibi(st, t_beat):
+    """Fit the interval (samples) between the last emitted beats and ``t_beat`` into ``st[S_IBI]``.
+
+    The published tempo reads it (the state's period until three beats in a row agree). The
+    posterior's tempo reads slow on sharp onsets: an onset's activation has a tail after it and
+    none before, so slower tempi keep more mass than faster ones (a 120 BPM click track read
+    117.7 BPM), and between beats in a silence it sags further. The beats themselves land on the
+    onsets; their spacing is the tempo. A least-squares line through up to ``IBI_BEATS`` of them
+    averages out beats that alternate early and late where the tempo falls between the state
+    space's integer intervals. An interval off the state's period by more than a quarter (a gap,
+    a missed beat) or off the line by more than ``IBI_AGREE`` (a tempo change) starts again.
+    """
+    period = st[S_PERIOD]
+    n = int(st[S_IBI_N])
+    d = t_beat - st[S_LAST_BEAT]
+    if st[S_BEATS] == 0 or not 0.8 * period < d < 1.25 * period:
+        n = 0
+    elif n >= 3 and abs(d / st[S_IBI] - 1.0) > IBI_AGREE:
+        st[S_IBI_TIMES] = st[S_IBI_TIMES + n - 1]  # the last beat starts the new tempo's line
+        n = 1
+    if n == IBI_BEATS:
+        for k in range(IBI_BEATS - 1):
+            st[S_IBI_TIMES + k] = st[S_IBI_TIMES + k + 1]
+        n -= 1
+    st[S_IBI_TIMES + n] = t_beat
+    n += 1
+    st[S_IBI_N] = n
+    if n < 3:
+        st[S_IBI] = 0.0
+        return
+    mid = 0.5 * (n - 1)
+    num = 0.0
+    den = 0.0
+    for k in range(n):
+        num += (k - mid) * (st[S_IBI_TIMES + k] - t_beat)
+        den += (k - mid) * (k - mid)
+    st[S_IBI] = num / den
+
+
+@njit(nogil=True, cache=True)
 def _emit_beat(ev_off, ev_kind, ev_a, ev_val, n_ev, offset, t_beat, st, bar, pend):
     """Emit the beat at audio sample ``t_beat`` (at ``offset`` in the block) and, when the bar
     inference places it on a downbeat, a DOWNBEAT at the same offset; count it."""
     index = int(st[S_BEATS])
+    _follow_ibi(st, t_beat)
     n_ev = _emit(ev_off, ev_kind, ev_a, ev_val, n_ev, offset, EV_BEAT, index % 32768, st[S_BPM])
     bar_no = bar_on_beat(bar, pend, t_beat, index, st[S_PERIOD])
     if bar_no >= 0:
@@ -325,7 +369,7 @@ def beat_block(x, block_start, cfg, st, ring, window, frame, spec, mag,
                   and st[S_MU] > cfg[C_NOVELTY_FLOOR] and st[S_CONF] >= cfg[C_CONF_MIN])
         st[S_ACTIVE] = 1.0 if active else 0.0
         if active:  # while silent or unsure the published tempo holds its last value (0 at first)
-            st[S_BPM] = 60.0 * sr / period
+            st[S_BPM] = 60.0 * sr / (st[S_IBI] if st[S_IBI] > 0.0 else period)
         # a beat the state says fell a moment ago and that was not emitted yet: emit it now
         due = st[S_PRED] - period
         if active and frame_end - due <= cfg[C_LATE_TOL] * period and due - st[S_LAST_BEAT] > 0.5 * period:

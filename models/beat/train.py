@@ -1,14 +1,14 @@
 """Train the beat tracker's onset network on clips rendered by the bench's data builder.
 
-    python -m cadenza.models.beat.train [--steps 1500] [--hidden 24]
+    python -m cadenza.models.beat.train [--steps 6000] [--hidden 64] [--train-splits 16] [--out PATH]
 
 Input per 10 ms frame: the tracker's own band differences (log-filtered
 spectral flux per band) summed into 27 third-octave groups — computed by the
 same numba code the streaming node runs (:mod:`cadenza.engine.dsp.onset`). Output: the probabilities that a beat,
 and that a downbeat, falls on this frame. A one-layer GRU (causal, no lookahead) and two sigmoids.
-Trained on the ``train0`` and ``train1`` splits (72 clips with swing, funk, 12/8 and tempo curves), checked on
-``tune`` (36 clips); the held-out ``test`` split is never read. Writes
-``models/beat/onset_gru.pt`` (state dict) and ``models/beat/train_log.json``.
+Trained on the splits ``train0`` … ``train<k-1>`` (36 clips each, with swing, funk, 12/8 and tempo curves;
+rendered on first use), checked on ``tune`` (36 clips); the held-out ``test`` split is never read. Writes
+``models/beat/onset_gru.pt`` (state dict) and ``train_log.json`` beside it.
 """
 
 from __future__ import annotations
@@ -93,15 +93,17 @@ def evaluate(net: OnsetNet, data, loss_fn) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--hidden", type=int, default=24)
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--train-splits", type=int, default=16, help="train on train0 .. train<k-1>")
+    parser.add_argument("--out", type=Path, default=NET_WEIGHTS, help="weights file (the node's default path)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
-    train = dataset(["train0", "train1"])
+    train = dataset([f"train{k}" for k in range(args.train_splits)])
     check = dataset(["tune"])
     t_data = time.perf_counter() - t0
     net = OnsetNet(args.hidden)
@@ -122,12 +124,12 @@ def main(argv=None) -> int:
                    "seconds": round(time.perf_counter() - t0, 1)}
             log.append(row)
             print(row, flush=True)
-    save_weights(net.state_dict(), NET_WEIGHTS)
-    info = {"args": vars(args), "train_clips": len(train), "check_clips": len(check),
+    save_weights(net.state_dict(), args.out)
+    info = {"args": {**vars(args), "out": str(args.out)}, "train_clips": len(train), "check_clips": len(check),
             "params": sum(p.numel() for p in net.parameters()), "data_seconds": round(t_data, 1),
             "total_seconds": round(time.perf_counter() - t0, 1), "log": log}
-    (HERE / "train_log.json").write_text(json.dumps(info, indent=1))
-    print(f"wrote {NET_WEIGHTS} ({info['params']} parameters) in {info['total_seconds']} s")
+    (args.out.parent / "train_log.json").write_text(json.dumps(info, indent=1))
+    print(f"wrote {args.out} ({info['params']} parameters) in {info['total_seconds']} s")
     return 0
 
 
