@@ -1,6 +1,6 @@
 """Beat tracking: the streaming tracker against anchors, on clips this script renders itself.
 
-    python -m bench.beat [--quick] [--tune]
+    python -m bench.beat [--quick] [--tune] [--compare-weights A.pt B.pt ...]
 
 The test set (see :mod:`cadenza.models.beat.data`): 36 held-out 30 s clips
 rendered with FluidSynth — steady, abrupt tempo change, rubato, no drums,
@@ -8,7 +8,9 @@ syncopated, 10 dB SNR noise, jazz swing, sixteenth-note funk and tempo curves,
 in 4/4, 3/4, 6/8 and 12/8 (beats at the dotted quarter), 60–180 BPM. Every
 tracker runs on every clip. ``--quick``: two clips of each kind. ``--tune``
 searches the tracker's options on the tune split (other pieces, other drum
-patterns) and never reads the held-out split.
+patterns) and never reads the held-out split; ``--compare-weights`` scores the
+node at its defaults with each onset-network file on the tune split (how the
+shipped weights were chosen).
 
 Per tracker: mir_eval F-measure, CMLt, AMLt (mir_eval's default: the first
 5 s are not scored), downbeat F (the same F-measure on downbeats, for trackers
@@ -35,6 +37,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -261,7 +264,7 @@ def table(summary: dict, unavailable: dict) -> str:
         if s["first_correct_never"]:
             first += f" ({s['first_correct_never']} never)"
         down = f"{fmt(s['downbeat_f'])} / {fmt(s['downbeat_min_f'])}" if s["downbeat_f"] is not None else "–"
-        lines.append(f"| {name} | {'yes' if CAUSAL[name] else 'no (reference)'} | {s['mean_f']:.3f} | "
+        lines.append(f"| {name} | {'yes' if CAUSAL.get(name, True) else 'no (reference)'} | {s['mean_f']:.3f} | "
                      f"{s['min_f']:.3f} | {s['cmlt']:.3f} | {s['amlt']:.3f} | {down} | {fmt(s['f_after_change'])} | "
                      f"{first} | {pred} | {s['rtf']:.4f} |")
     for name, why in unavailable.items():
@@ -344,12 +347,20 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_CLIPS} held-out clips, under 3 minutes")
     parser.add_argument("--tune", action="store_true", help="search the tracker's options on the tune split")
+    parser.add_argument("--compare-weights", nargs="+", type=Path, metavar="PT",
+                        help="score onset-network weight files on the tune split (node defaults otherwise)")
     args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
     if args.tune:
         result = tune(load_clips("tune"))
         print(json.dumps(result, indent=1))
+        return 0
+    if args.compare_weights:
+        clips = load_clips("tune")
+        tracker = {str(w): functools.partial(run_cadenza, weights=str(w)) for w in args.compare_weights}
+        summary = {name: summarise(rows, clips) for name, rows in evaluate(clips, tracker).items()}
+        print(table(summary, {}))
         return 0
     clips = load_clips("test", quick_subset(clip_specs("test")) if args.quick else None)
     run_cadenza(clips[0].audio[:SAMPLE_RATE], SAMPLE_RATE)  # compile / load the numba cache first
