@@ -22,7 +22,9 @@ Where the beat comes from:
   the parts play through a break in time; the listener is believed again once
   ``KEPT`` beats in a row, a beat apart, arrived where it predicted them, at a
   tempo that is not twice or half the one it had (an octave slip of the
-  listener is not the band's).
+  listener is not the band's) — or ``OCTAVE_KEPT`` in a row at such a tempo
+  (a listener that held the other octave that long corrected its own first
+  guess, or the band went to half or double time).
 
 Musical time stays continuous through a hand-over and through a listener's
 change of mind: the grid takes the listener's phase at the nearest beat,
@@ -50,6 +52,7 @@ DRIFT = 0.15  # beats: a predicted beat pushed this much later than first predic
 JUMP = 0.15  # beats: a prediction this far from where the grid's own time puts the beat: the listener is lost
 HELD = 0.5  # beats: a predicted beat seen this far ahead that arrives where it said is held
 KEPT = 2  # a lost listener is believed again after this many held beats in a row, a beat apart
+OCTAVE_KEPT = 8  # ... at twice or half the confirmed tempo, after this many: the band's time, not a slip
 SURE_GAIN = 0.02  # per block: how fast the believed beat length follows the listener's
 STILL = 0.03  # beats: ... while the beat it predicts has moved less than this since first predicted
 LATE_S = 0.03  # a point a jump forward left this little behind still sounds, at the block's start
@@ -201,7 +204,7 @@ class Grid:
         it, means the band stopped or the listener lost it (``lost``); a lost listener is believed
         again once ``KEPT`` beats in a row, a beat apart, each predicted ``HELD`` of a beat ahead,
         arrived where it said — unless it now counts twice or half the band's tempo the grid has
-        confirmed (a listener's octave slip, not the band's). ``sure_spb`` follows its beat length while it is believed and the
+        confirmed (a listener's octave slip, not the band's) for fewer than ``OCTAVE_KEPT`` beats. ``sure_spb`` follows its beat length while it is believed and the
         beat it predicts holds within ``STILL`` of where it first said.
         ``beats_ahead``: how far the grid's own time puts the predicted beat after ``s0``, in beats."""
         if self.watched_first > 0.0 and (s0 >= self.watched_last or pred > self.watched_last + 0.5 * spb):
@@ -230,7 +233,7 @@ class Grid:
         self.kept = (self.kept + 1 if spaced else 1) if held else 0
         self.kept_at = self.watched_last if held else -1e18
         octave = self.confirmed and min(abs(spb / self.sure_spb - r) / r for r in (0.5, 2.0)) < DRIFT
-        if self.lost and self.kept >= KEPT and not octave:  # believed again, at the tempo it has shown
+        if self.lost and self.kept >= (OCTAVE_KEPT if octave else KEPT):  # believed again, at the tempo it has shown
             self.lost, self.found, self.confirmed = False, True, True
             self.sure_spb = spb
         self.judged, self.watched_first = self.watched_last, -1.0

@@ -167,6 +167,32 @@ def test_the_grid_never_plays_a_point_twice_when_the_listener_changes_its_mind()
     assert len({s for s, _ in played}) == len(played), "a grid point played twice"
 
 
+def test_the_grid_takes_the_other_octave_once_the_listener_holds_it_for_8_beats():
+    """A listener that counted a 70 BPM band at 140 for its first seconds, then at 70: a few beats at
+    the other octave are a slip the grid plays through; 8 in a row are the band's time."""
+    grid = Grid({"follow": "beat", "division": "quarter", "conf_min": 0.3, "ahead_ms": 0.0})
+    grid.prepare(SR)
+    grid.reset()
+    slow = round(60.0 / 70.0 * SR)
+    switch = 4 * SR  # a wrong first guess (176 BPM), 140 BPM from 1 s (the grid confirms it), 70 from 4 s
+
+    def listener(s: int) -> tuple[float, float]:
+        spb, bpm = (round(60 / 176 * SR), 176.0) if s < SR else (slow // 2, 140.0) if s < switch else (slow, 70.0)
+        return (spb * (s // spb + 1) - s) / SR, bpm
+
+    frames, played = 128, []
+    for b in range(24 * SR // frames):
+        start = b * frames
+        nxt, bpm = listener(start)
+        grid.advance(_grid_block(start, frames, nxt, bpm))
+        played += [start + int(grid.offset[k]) for k in range(grid.count)]
+    played = np.array(played)
+    late = played[played > switch + 9 * slow]  # 8 held beats and one to believe them
+    assert len(late) >= 5
+    assert np.abs(np.diff(late) - slow).max() <= 1, "the grid still plays the listener's first octave"
+    assert np.minimum(late % slow, slow - late % slow).max() <= 1, "off the listener's beats"
+
+
 def test_the_chord_memory_foresees_a_repeating_progression_and_forgets_a_new_one():
     memory = ChordMemory()
     loop = [(0, 0), (7, 0), (9, 1), (5, 0)]  # C G Am F, a bar of four beats each
