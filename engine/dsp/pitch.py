@@ -30,15 +30,15 @@ FMIN_HZ = 55.0
 FMAX_HZ = 1600.0
 DELAY_S = 0.006  # the listener's fixed delay (s): a row emitted at t describes t - DELAY_S
 
-DEFAULTS = {  # tuned on the training part by `python -m bench.pitch --tune --quick`
+DEFAULTS = {  # tuned on the training part (110 clips, 5 conditions) by `python -m bench.pitch --tune`
     "threshold": 0.2,  # CMNDF first-dip threshold
-    "voicing_center": 0.40,  # full-rate dip depth nd with voicing probability 0.5
+    "voicing_center": 0.20,  # full-rate dip depth nd with voicing probability 0.5
     "voicing_slope": 0.08,
-    "voicing_hysteresis": 0.05,
+    "voicing_hysteresis": 0.0,
     "gate_db": -60.0,  # window level (dBFS) below which nothing is voiced
     "octave_ratio": 0.5,  # drop an octave when nd(2 tau) < ratio * nd(tau) ...
     "octave_margin": 0.015,  # ... and nd(2 tau) < nd(tau) - margin (nd: full-rate dip depth)
-    "cmndf_weight": 0.5,  # voicing depth = max(nd, weight * CMNDF at the pick)
+    "cmndf_weight": 0.8,  # voicing depth = max(nd, weight * CMNDF at the pick)
     "near_best": 0.1,  # the first dip must also be within this of the deepest
     "stick": 0.05,  # nd bonus of staying near the previous voiced pitch
 }
