@@ -1,7 +1,7 @@
 """The pitch benchmark's figures, written beside its JSON (matplotlib, Agg).
 
 - ``pitch_subsets.png``: RPA of every tracker on every subset, grouped bars,
-  with cadenza's RPA floor for the subset's condition as a black tick;
+  with cadenza's RPA floor for the subset's condition as a red tick (cadenza's bars are black);
 - ``pitch_errors.png``: per tracker, a histogram (log count) of the cent
   error (estimate minus truth) of the scored, truly voiced frames where it
   gives a pitch; 10-cent bins over ±1500 cents, the rest in the end bins;
