@@ -38,6 +38,10 @@ from cadenza.engine.events import Kind, Scheduler
 
 CLIENT_NAME = "cadenza"
 STOP_TIMEOUT_S = 2.0  # how long a stop waits for the realtime thread to leave by itself
+# JACK switches to a graph with new connections at the start of a cycle; our callback can read
+# ``_ports_connected`` later in the cycle that was already running when connect() returned, and
+# MIDI written then goes nowhere. The clock's Start waits this many cycles more.
+CONNECT_SETTLE_CYCLES = 2
 _ECHO_KINDS = (Kind.NOTE_ON, Kind.NOTE_OFF, Kind.CC, Kind.PITCH_BEND, Kind.PROGRAM)  # what MIDI out carries
 
 
@@ -244,6 +248,7 @@ class JackBackend(LiveBackend):
         self._midi_sources = 0
         self._reset_parser = False
         self._ports_connected = False  # MIDI clock waits for it, so Start reaches the connected ports
+        self._settled_cycles = 0  # our cycles since then (audio thread), up to CONNECT_SETTLE_CYCLES
         self._want_midi: tuple[str | None, str | None] = (None, None)
         self._stop = threading.Event()
         self.realtime = RealtimeExit(jack, client)
@@ -305,7 +310,9 @@ class JackBackend(LiveBackend):
         for ev in self.engine.outbound.pushed_since(mark):
             if ev["kind"] in _ECHO_KINDS:
                 self._out_pending.add(*ev.tolist())
-        clock = self.midi_clock is not None and self._ports_connected
+        if self._ports_connected and self._settled_cycles < CONNECT_SETTLE_CYCLES:
+            self._settled_cycles += 1
+        clock = self.midi_clock is not None and self._settled_cycles >= CONNECT_SETTLE_CYCLES
         if not clock and not self._out_pending.n_pending:
             return
         messages = []
