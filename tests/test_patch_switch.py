@@ -99,13 +99,24 @@ def test_jack_midi_program_change_switches_within_the_set(jack_server, tmp_path)
         with playing(engine, backend, ControlOptions(osc=False)) as layer:
             sender.connect("sender:midi_out", "cadenza:midi_in")
             time.sleep(0.3)  # the connection is in the JACK graph by then
-            sender.schedule([(0, bytes([0xC0, 1]))])
+
+            def program(number: int) -> None:
+                """Send a program change; again only if the engine never saw it (JACK drops the MIDI of a
+                cycle that ran late on a loaded machine: once here in 7 full runs). What the engine does
+                with one it saw is what the test asserts."""
+                for _ in range(5):
+                    seen_map, seen = engine.midi_map, engine.midi_map.programs_seen
+                    sender.schedule([(0, bytes([0xC0, number]))])
+                    if wait_for(lambda: engine.midi_map is not seen_map or engine.midi_map.programs_seen > seen, 1.0):
+                        return
+
+            program(1)
             assert wait_for(lambda: engine.patch.name == "genie" and engine.stats.swaps == 1)
-            sender.schedule([(0, bytes([0xC0, 2]))])
+            program(2)
             assert wait_for(lambda: engine.patch.name == "second" and engine.stats.swaps == 2)
-            sender.schedule([(0, bytes([0xC0, 0]))])
+            program(0)
             assert wait_for(lambda: engine.patch.name == "first" and engine.stats.swaps == 3)
-            sender.schedule([(0, bytes([0xC0, 9]))])  # no 10th patch: one line, the patch plays on
+            program(9)  # no 10th patch: one line, the patch plays on
             assert wait_for(lambda: layer.log.counts.get("program", 0) == 1)
             assert engine.patch.name == "first" and layer.reloads_done == 3
     finally:
