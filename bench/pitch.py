@@ -320,8 +320,8 @@ def goal_report(trackers: dict, name: str = "cadenza") -> dict:
     anchors = {n: e for n, e in trackers.items() if n in GOAL_ANCHORS and "error" not in e}
     per_subset = {}
     for key, sub in ours_["subsets"].items():
-        cond = key.split("/")[0] if key.split("/")[0] in S.CONDITIONS else key.split("/")[1]
-        floor = GOALS["rpa_rca"][cond]
+        head, _, tail = key.partition("/")
+        floor = GOALS["rpa_rca"][head if head in S.CONDITIONS else tail]
         causal = {n: e["subsets"][key]["rpa"] for n, e in anchors.items() if e["causal"] and key in e["subsets"]}
         offline = {n: e["subsets"][key]["rpa"] for n, e in anchors.items()
                    if not e["causal"] and key in e["subsets"]}

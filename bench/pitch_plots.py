@@ -29,7 +29,7 @@ def subsets_png(summary: dict, path: Path) -> None:
     plt = _plt()
     trackers = {n: e for n, e in summary["trackers"].items() if "error" not in e}
     keys = list(next(iter(trackers.values()))["subsets"])
-    floors = summary["goals"]["rpa_rca"]
+    report = summary.get("goal_report", {}).get("subsets", {})  # cadenza's RPA floor per subset
     width = 0.85 / len(trackers)
     fig, ax = plt.subplots(figsize=(max(12.0, 0.55 * len(keys)), 5.5))
     x = np.arange(len(keys))
@@ -38,9 +38,8 @@ def subsets_png(summary: dict, path: Path) -> None:
         ax.bar(x - 0.425 + (i + 0.5) * width, vals, width, label=name,
                color="black" if name == "cadenza" else None)
     for j, k in enumerate(keys):
-        parts = k.split("/")
-        cond = parts[0] if parts[0] in floors else parts[1]
-        ax.plot([j - 0.45, j + 0.45], [floors[cond]] * 2, color="red", lw=1)
+        if k in report:
+            ax.plot([j - 0.45, j + 0.45], [report[k]["rpa"]["target"]] * 2, color="red", lw=1)
     ax.set_xticks(x, keys, rotation=60, ha="right", fontsize=8)
     ax.set_ylim(0.5, 1.0)
     ax.set_ylabel("RPA (50 cents)")

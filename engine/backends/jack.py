@@ -247,8 +247,9 @@ class JackBackend(LiveBackend):
         self.midi_sources_gone = 0
         self._midi_sources = 0
         self._reset_parser = False
-        self._ports_connected = False  # MIDI clock waits for it, so Start reaches the connected ports
-        self._settled_cycles = 0  # our cycles since then (audio thread), up to CONNECT_SETTLE_CYCLES
+        self._ports_connected = False  # set once run() has connected our ports (control thread)
+        self._settled_cycles = 0  # our cycles since then (audio thread), up to CONNECT_SETTLE_CYCLES: the
+        # MIDI clock waits for it, so Start reaches the connected ports
         self._want_midi: tuple[str | None, str | None] = (None, None)
         self._stop = threading.Event()
         self.realtime = RealtimeExit(jack, client)

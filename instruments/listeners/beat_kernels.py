@@ -43,9 +43,9 @@ N_CFG = 17
 S_FILL, S_WPOS, S_HOPC, S_FRAMES, S_MU, S_LEVEL, S_PRED, S_PERIOD, S_LAST_BEAT, \
     S_LAST_PRED, S_BEATS, S_CONF, S_BPM, S_ACTIVE, S_IBI, S_IBI_N = range(16)
 IBI_BEATS = 8  # the published tempo: the slope of a line through the last (up to) 8 emitted beats
-S_IBI_TIMES = 16  # st[S_IBI_TIMES:S_IBI_TIMES + IBI_BEATS]: their times, samples, oldest first
+S_IBI_TIMES = S_IBI_N + 1  # st[S_IBI_TIMES:S_IBI_TIMES + IBI_BEATS]: their times, samples, oldest first
 N_ST = S_IBI_TIMES + IBI_BEATS
-IBI_AGREE = 0.12  # an interval further than this from the line's starts it again (a tempo change)
+IBI_AGREE = 0.12  # an interval off the line's by more than this (a tempo change) starts a new line
 
 # event kinds written to the kernel's event buffer
 EV_BEAT = Kind.BEAT
