@@ -130,6 +130,9 @@ def peers(tmp_path_factory):
     try:
         for peer in (a, b):
             peer.wait_for(lambda ans: ans["peers"] == 1, "the two peers find each other")
+        for peer in (a, b):  # the later peer's clock bends onto the session's beat over a few blocks
+            peer.wait_for(lambda ans: abs(ans["clock_beat"] - ans["link_beat"]) < BEAT_TOLERANCE,
+                          "the engine clock runs on its Link beat")
         yield a, b
     finally:
         a.close()
