@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,7 @@ from cadenza.instruments.voices.harmonizer import WEIGHTS, Harmonizer
 from cadenza.engine.dsp.pitch import PitchTracker
 from cadenza.instruments.voices.vocoder import ChannelVocoder
 from cadenza.models.vocoder import data
+from cadenza.models.vocoder import features as F
 from cadenza.models.vocoder import model as M
 
 SR = 48000
@@ -141,6 +144,30 @@ def test_neural_vocoder_resynthesises_held_out_phrase_in_tune(kind):
     assert both.mean() > 0.3 * ref.voiced[:n].mean()
     err = np.abs(1200 * np.log2(res.f0_hz[:n][both] / ref.f0_hz[:n][both]))
     assert np.median(err) < 20.0
+
+
+def test_the_live_node_reads_f0_and_voicing_as_the_weights_were_trained():
+    """Frame for frame, the harmonizer feeds the net the f0 and voicing of the training feature path
+    (``features.pitch_frames``): the tracker settings the weights were trained under, whatever the
+    pitch listener's own defaults are tuned to."""
+    sr = data.SAMPLE_RATE
+    phrase = data.speak(data.SENTENCES["de"][0], "de", 50, 170)
+    fed = []
+
+    class Recording(Harmonizer):
+        def _frame(self, f0_hz: float, voicing: float) -> None:
+            fed.append((f0_hz, voicing))
+            super()._frame(f0_hz, voicing)
+
+    node = Recording("n", voices=0)
+    run(node, {"in": phrase[None]}, sr=sr, block=64)
+    trained_under = json.loads((WEIGHTS.parent / "train_log.json").read_text())["pitch_settings"]
+    assert node.tracker.settings == trained_under
+    f0, voicing = F.pitch_frames(phrase, sr)
+    fed = np.array(fed, np.float32)
+    assert len(fed) >= len(f0) - 1 and voicing.max() > 0.9  # a voiced phrase, every frame compared
+    np.testing.assert_array_equal(fed[:, 0], f0[:len(fed)])
+    np.testing.assert_array_equal(fed[:, 1], voicing[:len(fed)])
 
 
 def test_harmonizer_silence_in_silence_out():

@@ -38,7 +38,7 @@ from cadenza.engine.dsp.noise import noise_state, white_noise
 from cadenza.engine.node import Node, Option, Param
 from cadenza.engine.dsp.units import midi_to_hz, semitones_to_ratio
 from cadenza.engine.dsp import ddsp as D
-from cadenza.engine.dsp.pitch import PitchTracker
+from cadenza.engine.dsp.pitch import MODEL_INPUT_SETTINGS, PitchTracker
 from cadenza.models.vocoder import features as F
 from cadenza.models.vocoder import model as M
 
@@ -135,7 +135,7 @@ class Harmonizer(Node):
         self.block = ctx.block
         self.hop = F.hop_samples(sr)
         self.mel = F.MelAnalyser(sr)
-        self.tracker = PitchTracker(int(sr))
+        self.tracker = PitchTracker(int(sr), **MODEL_INPUT_SETTINGS)  # what the weights were trained on
         self.hops, self.pub = self.tracker.buffers(ctx.block)
         self.taper = D.taper_hz(M.MAX_HZ)
         self.mat = D.noise_matrix(M.N_NOISE, M.NOISE_HZ, sr)

@@ -88,9 +88,9 @@ def pitch_frames(audio: np.ndarray, sr: float) -> tuple[np.ndarray, np.ndarray]:
 
     Frame t takes the tracker's per-sample output at sample (t+1)·hop − 1.
     """
-    from cadenza.engine.dsp.pitch import PitchTracker
+    from cadenza.engine.dsp.pitch import MODEL_INPUT_SETTINGS, PitchTracker
 
-    tracker = PitchTracker(int(sr))
+    tracker = PitchTracker(int(sr), **MODEL_INPUT_SETTINGS)
     block = 1024
     hops, pub = tracker.buffers(block)
     hop = hop_samples(sr)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from cadenza.engine.dsp.ddsp import noise_matrix, taper_hz
+from cadenza.engine.dsp.pitch import MODEL_INPUT_SETTINGS
 from cadenza.models import ddsp_torch as S
 from cadenza.models.ddsp_torch import multiscale_spectral_loss
 from cadenza.models.vocoder import data
@@ -191,7 +192,7 @@ def main(argv=None) -> int:
     save_weights(net.state_dict(), args.out)
     log |= {"final_step": step + 1, "minutes": (time.time() - t_start) / 60.0, "batch": args.batch,
             "segment_frames": SEGMENT, "threads": args.threads, "seed": 0,
-            "hidden": args.hidden, "val_excerpts": args.val_size, "lr": args.lr, "schedule_steps": args.steps,
+            "hidden": args.hidden, "val_excerpts": args.val_size, "pitch_settings": MODEL_INPUT_SETTINGS, "lr": args.lr, "schedule_steps": args.steps,
             "train_clips": len(train), "test_clips": len(test),
             "train_minutes_audio": sum(len(it["audio"]) for it in train) / SR / 60.0}
     args.log.write_text(json.dumps(log, indent=1))
