@@ -253,6 +253,27 @@ def test_tone_transfer_patch_renders_offline(tmp_path):
     assert np.isfinite(audio).all() and np.abs(audio).max() > 1e-3
 
 
+def test_every_shipped_ddsp_voice_hears_its_listener_as_it_was_trained():
+    """A pitch node that drives a DDSP voice runs with the settings the decoders were trained under."""
+    from cadenza.engine.dsp.pitch import MODEL_INPUT_SETTINGS
+    from cadenza.engine.node import Context
+    from cadenza.engine.patch import load_patch
+    from cadenza.instruments.listeners.pitch import PitchListener
+
+    root = Path(__file__).resolve().parents[1]
+    driven = 0
+    for path in sorted((root / "patches").glob("*.toml")):
+        patch = load_patch(path)
+        nodes = {n.id: n for n in patch.nodes}
+        for node in patch.nodes:
+            if node.type == "ddsp" and node.options.get("listener"):
+                listener = PitchListener(node.options["listener"], **nodes[node.options["listener"]].options)
+                listener.open(Context(SR, BLOCK))
+                assert listener.tracker.settings == MODEL_INPUT_SETTINGS, path.name
+                driven += 1
+    assert driven >= 2  # the violin and flute tone-transfer patches
+
+
 def test_transpose_and_auto_octave_move_the_played_pitch():
     h = _Harness(listener="pitch", auto_octave=True)
     for _ in range(5):

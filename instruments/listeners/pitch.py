@@ -22,7 +22,7 @@ emits events that leave the engine (OSC / MIDI out):
 from __future__ import annotations
 
 from cadenza.engine.dsp import pitch_kernels as K
-from cadenza.engine.dsp.pitch import FMAX_HZ, FMIN_HZ, PitchTracker
+from cadenza.engine.dsp.pitch import FMAX_HZ, FMIN_HZ, MODEL_INPUT_SETTINGS, PitchTracker
 from cadenza.engine.dsp.units import hz_to_midi
 from cadenza.engine.events import OUTBOUND, Kind
 from cadenza.engine.node import Node, Option
@@ -36,6 +36,9 @@ class PitchListener(Node):
     OPTIONS = {
         "fmin": Option(float, default=FMIN_HZ, lo=30.0, hi=1000.0, doc="lowest f0, Hz"),
         "fmax": Option(float, default=FMAX_HZ, lo=100.0, hi=4000.0, doc="highest f0, Hz"),
+        "settings": Option(str, default="tuned", choices=("tuned", "model_inputs"),
+                           doc="tracker settings: 'tuned' (the listener's best), or 'model_inputs' (those the DDSP "
+                               "and vocoder weights were trained under: for a listener that drives a DDSP voice)"),
         "events_hz": Option(float, default=0.0, lo=0.0, hi=500.0,
                             doc="rate of PITCH + LOUDNESS events (OSC /cadenza/pitch), 0 = off"),
         "midi": Option(bool, default=False, doc="pitch-to-MIDI notes and pitch bend"),
@@ -59,7 +62,8 @@ class PitchListener(Node):
 
     def prepare(self, ctx) -> None:
         o = self.options
-        self.tracker = PitchTracker(ctx.sample_rate, o["fmin"], o["fmax"])
+        settings = MODEL_INPUT_SETTINGS if o["settings"] == "model_inputs" else {}
+        self.tracker = PitchTracker(ctx.sample_rate, o["fmin"], o["fmax"], **settings)
         self.latency_samples = round(self.tracker.delay_s * ctx.sample_rate)
         self.hops, self.pub = self.tracker.buffers(ctx.block)
         self.event_every = (max(1, round(ctx.sample_rate / o["events_hz"] / self.tracker.hop))

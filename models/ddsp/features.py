@@ -1,10 +1,12 @@
 """Decoder inputs from audio: the project's own causal pitch/loudness listener, as on stage.
 
-The listener (:class:`cadenza.engine.dsp.pitch.PitchTracker`) runs at the live rate
-(:data:`LIVE_RATE`) over the audio, and each control frame takes the values the
-voice node would read at that frame's last sample: ``f0_held_hz`` (last voiced
-f0, held), ``voicing`` (0..1) and ``loudness_db`` (A-weighted dB). Nothing
-looks ahead, so the decoder trains on exactly what it hears live.
+The listener (:class:`cadenza.engine.dsp.pitch.PitchTracker`, with the settings the
+decoders were trained under: ``MODEL_INPUT_SETTINGS``, a pitch node's
+``settings = "model_inputs"``) runs at the live rate (:data:`LIVE_RATE`) over
+the audio, and each control frame takes the values the voice node would read at
+that frame's last sample: ``f0_held_hz`` (last voiced f0, held), ``voicing``
+(0..1) and ``loudness_db`` (A-weighted dB). Nothing looks ahead, so the decoder
+trains on exactly what it hears live.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import resample_poly
 
-from cadenza.engine.dsp.pitch import PitchTracker
+from cadenza.engine.dsp.pitch import MODEL_INPUT_SETTINGS, PitchTracker
 
 LIVE_RATE = 48000  # Hz
 
@@ -23,7 +25,7 @@ def listen(audio: np.ndarray, sample_rate: int, hop_s: float, block: int = 4096)
     x = resample_poly(audio.astype(np.float64), up, 1).astype(np.float32) if up > 1 else audio.astype(np.float32)
     hop = int(round(hop_s * LIVE_RATE))
     n_frames = len(x) // hop
-    tracker = PitchTracker(LIVE_RATE)
+    tracker = PitchTracker(LIVE_RATE, **MODEL_INPUT_SETTINGS)  # what the decoders were trained on
     hops_out, pub = tracker.buffers(block)
     rows = np.zeros((3, n_frames), np.float32)
     for start in range(0, n_frames * hop, block):
