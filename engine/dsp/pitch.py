@@ -44,8 +44,12 @@ DEFAULTS = {  # tuned on the training part (110 clips, 5 conditions) by `python 
 }
 # The settings the learned voices' weights were trained under (the defaults before the issue-14 re-tune):
 # the neural vocoder and the DDSP decoder read f0 and voicing as inputs, so their feature paths and live
-# nodes keep these until they are retrained; the re-tuned voicing reads later and differently.
-MODEL_INPUT_SETTINGS = DEFAULTS | {"voicing_center": 0.40, "voicing_hysteresis": 0.05, "cmndf_weight": 0.5}
+# nodes keep these until they are retrained; the re-tuned voicing reads later and differently. Spelled out
+# in full, not as changes to DEFAULTS, so that a later re-tune of DEFAULTS cannot move them.
+MODEL_INPUT_SETTINGS = {
+    "threshold": 0.2, "voicing_center": 0.40, "voicing_slope": 0.08, "voicing_hysteresis": 0.05, "gate_db": -60.0,
+    "octave_ratio": 0.5, "octave_margin": 0.015, "cmndf_weight": 0.5, "near_best": 0.1, "stick": 0.05,
+}
 
 
 class PitchFrames(NamedTuple):

@@ -192,7 +192,8 @@ def main(argv=None) -> int:
     save_weights(net.state_dict(), args.out)
     log |= {"final_step": step + 1, "minutes": (time.time() - t_start) / 60.0, "batch": args.batch,
             "segment_frames": SEGMENT, "threads": args.threads, "seed": 0,
-            "hidden": args.hidden, "val_excerpts": args.val_size, "pitch_settings": MODEL_INPUT_SETTINGS, "lr": args.lr, "schedule_steps": args.steps,
+            "hidden": args.hidden, "val_excerpts": args.val_size, "pitch_settings": MODEL_INPUT_SETTINGS,
+            "lr": args.lr, "schedule_steps": args.steps,
             "train_clips": len(train), "test_clips": len(test),
             "train_minutes_audio": sum(len(it["audio"]) for it in train) / SR / 60.0}
     args.log.write_text(json.dumps(log, indent=1))
