@@ -42,7 +42,10 @@ at emission minus half its window; offline anchors at their own frame times.
 ``delay_ms`` of a causal tracker is measured from emission (what a performer
 waits); of an offline tracker, from its own stamps (it needs the whole file).
 
-``--tune`` searches the listener's settings on the training part (other
+``cadenza rules`` is the listener without its learned head (``learned=False``:
+YIN's rules alone), shown beside it; no goal anchor.
+
+``--tune`` searches the rules' settings on the training part (other
 seeds, four instruments, voices, all five conditions) and prints them; it
 never looks at the test part. Writes bench/results/pitch.json, prints
 markdown tables (trackers; RPA per subset; cadenza's goals per subset) and
@@ -83,9 +86,14 @@ GOAL_ANCHORS = ("pyin (librosa)", "praat ac", "crepe full", "crepe tiny", "swift
 
 # -- trackers: audio (float32, SR) -> (times s, f0 Hz best guess, voiced bool) --------------
 
-def ours(x, settings=None):
-    frames = PitchTracker(S.SR, **(settings or {})).process_file(x, 128)
+def ours(x, settings=None, learned=True):
+    frames = PitchTracker(S.SR, learned=learned, **(settings or {})).process_file(x, 128)
     return frames.time_s, frames.f0_hz, frames.voiced
+
+
+def rules(x):
+    """The listener without its learned head: YIN's rules alone (shown, not a goal anchor)."""
+    return ours(x, learned=False)
 
 
 def _resample(x, sr_to):
@@ -181,6 +189,7 @@ def pesto_(x):
 # name -> (function, causal)
 TRACKERS = {
     "cadenza": (ours, True),
+    "cadenza rules": (rules, True),
     "pyin (librosa)": (pyin, False),
     "yin (librosa)": (yin, False),
     "aubio yinfft": (aubio_yinfft, True),
@@ -190,7 +199,7 @@ TRACKERS = {
     "swiftf0": (swift_f0, False),
     "pesto": (pesto_, False),
 }
-STAMP_OFFSET_S = {"cadenza": None, "aubio yinfft": AUBIO_BUF / 2 / S.SR}  # None: the listener's DELAY_S
+STAMP_OFFSET_S = {"cadenza": None, "cadenza rules": None, "aubio yinfft": AUBIO_BUF / 2 / S.SR}  # None: the listener's DELAY_S
 
 
 def prepare_imports() -> dict[str, str]:
@@ -506,7 +515,7 @@ def tune(quick: bool) -> None:
     def objective(settings):
         rows = []
         for clip in clips:
-            t, f, v = ours(clip.audio, settings)
+            t, f, v = ours(clip.audio, settings, learned=False)
             rows.append((clip, score(clip, t, f, v)))
         subs = subsets(rows)
         goal = [subs[c]["rpa"] + subs[c]["rca"] + subs[c]["vr"] - 4 * max(subs[c]["vfa"] - 0.03, 0)

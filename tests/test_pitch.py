@@ -159,3 +159,65 @@ def test_pitch_to_midi_hysteresis_holds_one_note_through_vibrato():
     assert np.count_nonzero(kinds == Kind.NOTE_OFF) == 1
     bends = events["value"][kinds == Kind.PITCH_BEND] * 2.0  # semitones (bend_range 2)
     assert 0.5 < bends.max() < 0.7 and -0.7 < bends.min() < -0.5
+
+
+def test_the_head_kernel_agrees_with_torch():
+    import torch
+
+    from cadenza.engine.dsp import pitch_kernels as K
+    from cadenza.models.pitch.model import PitchHead, to_numba
+
+    torch.manual_seed(0)
+    net = PitchHead(16).eval()
+    x = torch.rand(1, 40, K.N_INPUTS)
+    with torch.no_grad():
+        ref, _ = net(x)
+    proj, h = np.zeros(16, np.float32), np.zeros(16, np.float32)
+    gi, gh, logits = np.zeros(48, np.float32), np.zeros(48, np.float32), np.zeros(1 + K.N_BINS, np.float32)
+    for t in range(x.shape[1]):
+        K.head_step(x[0, t].numpy(), *to_numba(net), proj, h, gi, gh, logits)
+        np.testing.assert_allclose(logits, ref[0, t].numpy(), atol=1e-4)
+
+
+def test_the_live_head_reads_the_inputs_it_was_trained_on():
+    rng = np.random.default_rng(3)
+    x = harmonic(140.0, seconds=0.5) + (0.05 * rng.standard_normal(SR // 2)).astype(np.float32)
+    trained_on, t_train = PitchTracker(SR, learned=False, features=True).head_features(x)  # models/pitch/data.py
+    live, t_live = PitchTracker(SR).head_features(x)
+    np.testing.assert_array_equal(trained_on, live)
+    np.testing.assert_array_equal(t_train, t_live)
+
+
+def test_a_missing_or_broken_head_is_one_clear_error(tmp_path):
+    from cadenza.engine.errors import ModelError
+    from cadenza.models.pitch.model import load
+
+    with pytest.raises(ModelError, match="head.pt: pitch-head weights not found") as missing:
+        load(tmp_path / "head.pt")
+    (tmp_path / "bad.pt").write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="bad.pt") as broken:
+        load(tmp_path / "bad.pt")
+    assert "\n" not in str(missing.value) + str(broken.value)
+
+
+def test_the_head_needs_its_range_and_the_rules_take_any():
+    with pytest.raises(ValueError, match="learned=False"):
+        PitchTracker(SR, fmin=40.0)
+    frames = PitchTracker(SR, fmin=40.0, learned=False).process_file(harmonic(45.0))
+    assert abs(1200 * np.log2(np.median(steady(frames)[0]) / 45.0)) < 10.0
+
+
+def test_the_head_holds_a_low_voice_in_noise_where_the_rules_lose_it():
+    rng = np.random.default_rng(11)
+    x = harmonic(98.0, seconds=1.5)
+    spectrum = np.fft.rfft(rng.standard_normal(x.shape[0]))
+    noise = np.fft.irfft(spectrum / np.sqrt(np.maximum(np.arange(spectrum.shape[0]), 1)), x.shape[0])  # pink
+    x = (x + noise * np.sqrt(np.mean(x ** 2) / np.mean(noise ** 2) / 10 ** (5.0 / 10))).astype(np.float32)  # 5 dB SNR
+
+    def within_50_cents(frames):
+        est = frames.f0_hz[frames.time_s > 0.2]
+        return np.mean(np.abs(1200 * np.log2(est / 98.0)) < 50)
+
+    learned, rules = within_50_cents(PitchTracker(SR).process_file(x)), within_50_cents(
+        PitchTracker(SR, learned=False).process_file(x))
+    assert learned > 0.95 and learned > rules + 0.1, (learned, rules)

@@ -25,9 +25,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text rows")
     parser.add_argument("--fmin", type=float, default=None, help="lowest f0, Hz")
     parser.add_argument("--fmax", type=float, default=None, help="highest f0, Hz")
+    parser.add_argument("--rules", action="store_true",
+                        help="YIN's rules alone, without the learned head (which covers 55-1600 Hz)")
 
 
-def analyse_file(path, fmin=None, fmax=None) -> tuple[PitchFrames, PitchTracker]:
+def analyse_file(path, fmin=None, fmax=None, learned=True) -> tuple[PitchFrames, PitchTracker]:
     """Stream a file through a fresh tracker, in engine-sized blocks."""
     from cadenza.engine.audio_io import AudioFileError, file_rate, read_audio
 
@@ -38,7 +40,7 @@ def analyse_file(path, fmin=None, fmax=None) -> tuple[PitchFrames, PitchTracker]
         raise AudioFileError(f"{path}: empty (0 frames), nothing to track")
     kwargs = {k: v for k, v in (("fmin", fmin), ("fmax", fmax)) if v is not None}
     try:
-        tracker = PitchTracker(rate, **kwargs)
+        tracker = PitchTracker(rate, learned=learned, **kwargs)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     frames = tracker.process_file(audio, BLOCK)
@@ -47,7 +49,7 @@ def analyse_file(path, fmin=None, fmax=None) -> tuple[PitchFrames, PitchTracker]
 
 
 def run(args) -> int:
-    frames, tracker = analyse_file(args.file, args.fmin, args.fmax)
+    frames, tracker = analyse_file(args.file, args.fmin, args.fmax, not args.rules)
     f0 = np.where(frames.voiced, frames.f0_hz, 0.0)
     if args.json:
         json.dump({

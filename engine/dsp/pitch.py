@@ -10,7 +10,10 @@ pitch listener node, the harmonizer and the models' feature extractors run it)::
 It is causal: each hop (2 ms) is analysed from audio already received, with a
 short window (see :data:`WINDOW_MS`), so a result emitted live at time t
 describes the signal around ``t - DELAY_S``; ``time_s`` is stamped that way.
-The numba kernels are in :mod:`cadenza.engine.dsp.pitch_kernels`.
+By default a small learned head (``models/pitch``, see its CARD.md) chooses the
+f0 and the voicing from YIN's difference functions; ``learned=False`` keeps
+YIN's hand-made rules alone. The numba kernels are in
+:mod:`cadenza.engine.dsp.pitch_kernels`.
 """
 
 from __future__ import annotations
@@ -92,7 +95,10 @@ class PitchTracker:
     """
 
     def __init__(self, sample_rate: int, fmin: float = FMIN_HZ, fmax: float = FMAX_HZ,
-                 window_ms: float = WINDOW_MS, **settings):
+                 window_ms: float = WINDOW_MS, learned: bool = True, features: bool = False, **settings):
+        """``learned``: the learned head decides f0 and voicing (its bins span 55-1585 Hz, so it
+        needs ``fmin`` >= 55 and ``fmax`` <= 1600; raises :class:`ModelError` when its weights are
+        missing or broken). ``features``: also compute the head's inputs (:meth:`head_features`)."""
         unknown = set(settings) - set(DEFAULTS)
         if unknown:
             raise TypeError(f"unknown tracker setting(s): {', '.join(sorted(unknown))}")
@@ -108,6 +114,11 @@ class PitchTracker:
         win = max(8, round(window_ms * 1e-3 * low_rate))
         tau_min = max(2, math.floor(low_rate / fmax))
         tau_max = math.ceil(low_rate / fmin)
+        if learned and not (fmin >= K.HEAD_FMIN_HZ - 1e-9 and fmax <= FMAX_HZ):
+            raise ValueError(f"fmin {fmin} / fmax {fmax} Hz: the learned head covers {K.HEAD_FMIN_HZ:g}.."
+                             f"{FMAX_HZ:g} Hz (use learned=False for a wider range)")
+        bins = head_bins(low_rate)
+        lag_max = max(tau_max, int(bins[2][0]) + 1) if learned or features else tau_max
         s = self.settings
         cfg = np.zeros(K.N_CONFIG, np.float64)
         cfg[K.C_DEC], cfg[K.C_HOP], cfg[K.C_WIN] = dec, self.hop, win
@@ -120,39 +131,50 @@ class PitchTracker:
         cfg[K.C_CMNDF_WEIGHT] = s["cmndf_weight"]
         cfg[K.C_LOUD_WIN] = win * dec
         cfg[K.C_SR] = sample_rate
+        cfg[K.C_HEAD], cfg[K.C_FEATURES] = float(learned), float(learned or features)
+        cfg[K.C_LAG_MAX], cfg[K.C_LOW_RATE] = lag_max, low_rate
+        freqs = K.HEAD_FMIN_HZ * 2.0 ** (np.arange(K.N_BINS) / K.BINS_PER_OCTAVE)
+        allowed = np.flatnonzero((freqs >= fmin * 2 ** (-1 / 24)) & (freqs <= fmax * 2 ** (1 / 24)))
+        cfg[K.C_FMIN_BIN], cfg[K.C_FMAX_BIN] = allowed[0], allowed[-1]
         self.cfg = cfg
+        self.learned = learned
+        weights = head_weights() if learned else NO_HEAD
+        self.head = head_arrays(weights, bins, lag_max)
         self.sos_pitch = pitch_path_sos(sample_rate, low_rate)
         self.sos_aw = a_weighting_sos(sample_rate)
         self.z_pitch = np.zeros((self.sos_pitch.shape[0], 2))
         self.z_aw = np.zeros((self.sos_aw.shape[0], 2))
-        self.lo = np.zeros(2 * (win + tau_max + 8))
-        self.hi = np.zeros(2 * (win * dec + (tau_max + 3) * dec + 8))
+        self.lo = np.zeros(2 * (max(win, K.LONG_HOPS * (self.hop // dec)) + lag_max + 8))
+        self.hi = np.zeros(2 * (win * dec + (lag_max + 3) * dec + 8))
         self.ld = np.zeros(2 * (win * dec + 1))
-        self.d = np.zeros(tau_max + 3)
-        self.c = np.zeros(tau_max + 3)
+        self.d = np.zeros(lag_max + 3)
+        self.c = np.zeros(lag_max + 3)
         self.r = np.zeros(2 * dec + 4)
         self.st = np.zeros(K.N_STATE)
         self.ist = np.zeros(K.N_ISTATE, np.int64)
         self.delay_s = DELAY_S
         self._hops = np.zeros((4, 0))
         self._pub = np.zeros((4, 0))
+        self._no_features = np.zeros((K.N_INPUTS, 0), np.float32)
         self.reset()
 
     def reset(self) -> None:
         """Forget all audio heard so far."""
-        for arr in (self.z_pitch, self.z_aw, self.lo, self.hi, self.ld, self.st, self.ist):
+        for arr in (self.z_pitch, self.z_aw, self.lo, self.hi, self.ld, self.st, self.ist, *self.head[11:]):
             arr[...] = 0
-        self.st[K.S_LOUD] = K.LOUD_FLOOR_DB
+        self.st[K.S_LOUD] = self.st[K.S_PEAK_DB] = K.LOUD_FLOOR_DB
 
     def buffers(self, max_block: int) -> tuple[np.ndarray, np.ndarray]:
         """Preallocated (hops, per-sample) outputs for blocks up to ``max_block`` frames."""
         return np.zeros((4, max_block // self.hop + 2)), np.zeros((4, max_block))
 
-    def process_into(self, block: np.ndarray, hops_out: np.ndarray, pub: np.ndarray) -> int:
-        """Real-time path: fill ``hops_out`` / ``pub`` (see :func:`pitch_kernels.track`); returns hops."""
+    def process_into(self, block: np.ndarray, hops_out: np.ndarray, pub: np.ndarray,
+                     features_out: np.ndarray | None = None) -> int:
+        """Real-time path: fill ``hops_out`` / ``pub`` (see :func:`pitch_kernels.track`); returns hops.
+        ``features_out`` (N_INPUTS, hops), when given, receives the head's inputs per hop."""
         return K.track(block, self.cfg, self.st, self.ist, self.sos_pitch, self.z_pitch,
                        self.sos_aw, self.z_aw, self.lo, self.hi, self.ld, self.d, self.c, self.r,
-                       hops_out, pub)
+                       self.head, hops_out, pub, self._no_features if features_out is None else features_out)
 
     def process(self, block) -> PitchFrames:
         """Stream one block (float, mono) and return the hops completed in it."""
@@ -167,3 +189,44 @@ class PitchTracker:
         """Run a whole mono signal through the streaming path in ``block``-frame pieces."""
         parts = [self.process(audio[i:i + block]) for i in range(0, len(audio), block)]
         return PitchFrames(*(np.concatenate(col) for col in zip(*parts)))
+
+    def head_features(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The head's inputs per hop of a whole mono signal, (hops, N_INPUTS) float32, and each
+        hop's time stamp (s, as :attr:`PitchFrames.time_s`). Needs ``features=True`` or ``learned``."""
+        if not self.cfg[K.C_FEATURES]:
+            raise ValueError("head_features needs a tracker made with features=True")
+        x = np.ascontiguousarray(audio, np.float32).reshape(-1)
+        hops, pub = self.buffers(x.shape[0])
+        feats = np.zeros((K.N_INPUTS, hops.shape[1]), np.float32)
+        n = self.process_into(x, hops, pub, feats)
+        return np.ascontiguousarray(feats[:, :n].T), hops[3, :n] / self.sample_rate - self.delay_s
+
+
+def head_bins(low_rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per log-frequency bin of the head: its lag (low-rate samples, float), and the first and last
+    integer lags within half a bin of it (first > last where none is)."""
+    freqs = K.HEAD_FMIN_HZ * 2.0 ** (np.arange(K.N_BINS) / K.BINS_PER_OCTAVE)
+    tau = low_rate / freqs
+    half = 2.0 ** (0.5 / K.BINS_PER_OCTAVE)
+    return tau, np.ceil(tau / half).astype(np.int64), np.floor(tau * half).astype(np.int64)
+
+
+def head_weights() -> tuple:
+    """The learned head's numba weights (loaded once; see ``models/pitch/model.py``)."""
+    from cadenza.models.pitch.model import numba_weights
+
+    return numba_weights()
+
+
+NO_HEAD = tuple(np.zeros((1, 1) if k in (0, 2, 4, 6) else 1, np.float32) for k in range(8))
+
+
+def head_arrays(weights: tuple, bins: tuple, lag_max: int) -> tuple:
+    """The head's kernel tuple: weights (8 arrays), bins (3), the long window's partial-sum ring,
+    its difference function and CMNDF, and the net's input, projection, state, gates and logits."""
+    hidden = weights[1].shape[0]
+    state = (np.zeros((K.LONG_HOPS, lag_max + 3)), np.zeros(lag_max + 3), np.zeros(lag_max + 3),
+             np.zeros(K.N_INPUTS, np.float32), np.zeros(hidden, np.float32), np.zeros(weights[4].shape[1], np.float32),
+             np.zeros(3 * weights[4].shape[1], np.float32), np.zeros(3 * weights[4].shape[1], np.float32),
+             np.zeros(weights[6].shape[0], np.float32))
+    return (*weights, *bins, *state)

@@ -24,6 +24,15 @@ Every ``hop`` input samples it analyses the newest window (no lookahead):
    when that is clearly worse) and the window level;
 5. A-weighted mean-square loudness over the same window duration, in dB.
 
+With the learned head on (``C_HEAD``; weights in ``models/pitch``), steps 2-4
+are replaced: the CMNDF of the short window and of a long one (``LONG_HOPS``
+hops, summed from per-hop partial differences so it costs one hop's worth),
+each read on a log-frequency grid of ``N_BINS`` bins, plus both windows'
+levels, go through a small GRU (:func:`head_step`) that gives the voicing
+probability and a posterior over the bins; the f0 is the posterior's peak,
+snapped to the YIN dip at the full rate when one lies within ``SNAP_CENTS``
+(YIN's precision, the net's choice of octave and voicing).
+
 Histories are "double-written" rings: each sample is stored at ``i`` and
 ``i + N``, so the newest ``N`` samples are always contiguous. Per-hop cost is
 fixed by the window and lag range, never by how long the tracker has run.
@@ -34,6 +43,8 @@ from __future__ import annotations
 import math
 
 from numba import njit
+
+from cadenza.engine.dsp.nn import gru_layer
 
 # --- configuration vector (float64), indices -------------------------------------------
 C_DEC = 0  # decimation factor, input samples per low-rate sample
@@ -53,7 +64,28 @@ C_LOUD_WIN = 13  # loudness window, input samples
 C_SR = 14  # input sample rate, Hz
 C_NEAR_BEST = 15  # the first dip must be under C_THRESH and within this of the deepest
 C_CMNDF_WEIGHT = 16  # voicing depth = max(nd, C_CMNDF_WEIGHT * CMNDF at the pick)
-N_CONFIG = 17
+C_HEAD = 17  # 1: the learned head decides f0 and voicing; 0: YIN's rules (steps 2-4)
+C_FEATURES = 18  # 1: compute the head's inputs every hop (head on, or dumping them for training)
+C_LAG_MAX = 19  # longest lag of the difference functions, low-rate samples (>= C_TAU_MAX + 1)
+C_LOW_RATE = 20  # the low rate, Hz
+C_FMIN_BIN = 21  # the head's lowest and highest allowed bins (the tracker's fmin .. fmax)
+C_FMAX_BIN = 22
+N_CONFIG = 23
+
+# --- learned head -----------------------------------------------------------------------
+HEAD_FMIN_HZ = 55.0  # centre of bin 0
+BINS_PER_OCTAVE = 20  # 60 cents per bin
+N_BINS = 98  # 55 .. 1585 Hz
+LONG_HOPS = 12  # the long window, hops (24 ms at the 2 ms hop)
+N_INPUTS = 2 * N_BINS + 3  # short- and long-window CMNDF bins, both levels, the long level below its recent peak
+PEAK_DECAY_DB = 0.04  # the recent peak level falls this much per hop (20 dB/s)
+SNAP_CENTS = 50.0  # the net's f0 takes YIN's precise period when it lies this close
+# voiced only where the net is ~95 % sure (its voicing logit minus this): chosen on the bench's training part,
+# where it cut false alarms in noise and rooms ~4x and the frames the net lags on at note changes
+VOICING_LOGIT_OFFSET = 3.0
+VOICED_MAX_ND = 0.6  # ... and voiced only on a snapped dip at least this deep (0 periodic .. 1 none)
+OCTAVE_DOWN_MAX_ND = 0.02  # the head's f0 drops an octave as the rules would only onto a dip this deep
+LEVEL_OFFSET_DB, LEVEL_SCALE_DB = 40.0, 20.0  # head input level = (dB + offset) / scale
 
 # --- float state vector, indices --------------------------------------------------------
 S_F0 = 0  # latest f0 estimate, Hz (best guess, also while unvoiced)
@@ -61,7 +93,8 @@ S_VOICING = 1  # latest voicing probability 0..1
 S_LOUD = 2  # latest loudness, dB
 S_PREV_TAU = 3  # previous voiced period, input samples (0: none)
 S_HELD = 4  # latest voiced f0, Hz, held through unvoiced hops (0 before the first)
-N_STATE = 5
+S_PEAK_DB = 5  # the long window's recent peak level, dB (falls PEAK_DECAY_DB per hop)
+N_STATE = 6
 
 # --- int state vector, indices ----------------------------------------------------------
 I_COUNT = 0  # input samples consumed since reset
@@ -162,12 +195,16 @@ def _parabola(y0, y1, y2):
 
 
 @njit(nogil=True, cache=True)
-def _analyse(cfg, st, lo, lo_end, hi, hi_end, ld, ld_end, d, c, r):
-    """One hop: update st[S_F0], st[S_VOICING], st[S_LOUD] from the newest window."""
+def _analyse(cfg, st, ist, lo, lo_end, hi, hi_end, ld, ld_end, d, c, r, head, feats_out, hop_index):
+    """One hop: update st[S_F0], st[S_VOICING], st[S_LOUD] from the newest window.
+
+    ``head``: the learned head's weights and state (see :func:`head_arrays`); with
+    ``C_FEATURES`` its inputs are computed, and also written to ``feats_out[:, hop_index]``
+    when ``feats_out`` has that column (the training features).
+    """
     dec = int(cfg[C_DEC])
     win = int(cfg[C_WIN])
-    tau_min = int(cfg[C_TAU_MIN])
-    tau_max = int(cfg[C_TAU_MAX])
+    lag_max = int(cfg[C_LAG_MAX])
     base = lo_end - win
     # level of the window (low-rate signal, mean square)
     energy = 0.0
@@ -175,13 +212,79 @@ def _analyse(cfg, st, lo, lo_end, hi, hi_end, ld, ld_end, d, c, r):
         energy += lo[base + j] * lo[base + j]
     level_db = 10.0 * math.log10(energy / win + 1e-20)
     # YIN difference and CMNDF
+    for tau in range(1, lag_max + 2):
+        d[tau] = _sq_diff(lo, base, win, tau)
+    _cmndf(d, c, lag_max)
+    hwin = win * dec
+    hbase = hi_end - hwin
+    if cfg[C_FEATURES] > 0.0:
+        _head_features(cfg, st, ist, lo, lo_end, c, level_db, head)
+        if hop_index < feats_out.shape[1]:
+            feats_out[:, hop_index] = head[14]
+    if cfg[C_HEAD] > 0.0:
+        head_step(head[14], head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7],
+                  head[15], head[16], head[17], head[18], head[19])
+        _head_pick(cfg, st, hi, hbase, hwin, c, r, head[19], level_db)
+    else:
+        _yin_pick(cfg, st, hi, hbase, hwin, c, r, level_db)
+    # A-weighted loudness over the loudness window
+    lw = int(cfg[C_LOUD_WIN])
+    ms = 0.0
+    for j in range(ld_end - lw, ld_end):
+        ms += ld[j]
+    ms /= lw
+    st[S_LOUD] = max(10.0 * math.log10(ms + 1e-30), LOUD_FLOOR_DB)
+
+
+@njit(nogil=True, cache=True)
+def _cmndf(d, c, lag_max):
+    """c(tau) = d(tau) · tau / sum of d(1..tau), c(0) = 1, for tau up to lag_max + 1."""
     c[0] = 1.0
     running = 0.0
-    for tau in range(1, tau_max + 2):
-        acc = _sq_diff(lo, base, win, tau)
-        d[tau] = acc
-        running += acc
-        c[tau] = acc * tau / running if running > 0.0 else 1.0
+    for tau in range(1, lag_max + 2):
+        running += d[tau]
+        c[tau] = d[tau] * tau / running if running > 0.0 else 1.0
+
+
+@njit(nogil=True, cache=True)
+def _set_result(cfg, st, f0, p, period, level_db):
+    """Gate ``p`` by the window level and store f0 (Hz), voicing and the held values in ``st``."""
+    g = (level_db - cfg[C_GATE_DB]) / 3.0
+    g = min(max(g, -30.0), 30.0)
+    p *= 1.0 / (1.0 + math.exp(-g))
+    if not (f0 > 0.0) or not math.isfinite(f0):
+        f0 = st[S_F0]
+        p = 0.0
+    st[S_F0] = f0
+    st[S_VOICING] = p
+    st[S_PREV_TAU] = period if p >= 0.5 else 0.0
+    if p >= 0.5:
+        st[S_HELD] = f0
+
+
+@njit(nogil=True, cache=True)
+def _octave_down(cfg, hi, hbase, hwin, c, r, pick, period, nd):
+    """(pick, period, nd) moved down an octave (to the dip near 2 pick) while that dip is clearly deeper."""
+    dec = int(cfg[C_DEC])
+    tau_max = int(cfg[C_TAU_MAX])
+    while 2 * pick - 2 <= tau_max:
+        _, t2 = _local_min_near(c, 2 * pick - 2, 2 * pick + 2, tau_max)
+        if t2 < 0:
+            break
+        period2, nd2 = _refine(hi, hbase, hwin, c, t2, dec, r)
+        if nd2 < nd * cfg[C_OCT_RATIO] and nd2 < nd - cfg[C_OCT_MARGIN]:
+            pick, period, nd = t2, period2, nd2
+        else:
+            break
+    return pick, period, nd
+
+
+@njit(nogil=True, cache=True)
+def _yin_pick(cfg, st, hi, hbase, hwin, c, r, level_db):
+    """YIN's rules (steps 2-4 of the module docstring) on the CMNDF ``c``."""
+    dec = int(cfg[C_DEC])
+    tau_min = int(cfg[C_TAU_MIN])
+    tau_max = int(cfg[C_TAU_MAX])
     # candidate: the first dip under the threshold that is also nearly as deep as the
     # deepest (a mixture of two notes, as in legato or reverb, dips deepest at their
     # common period; strong formant partials make shallow dips at fractions of T)
@@ -198,8 +301,6 @@ def _analyse(cfg, st, lo, lo_end, hi, hi_end, ld, ld_end, d, c, r):
             pick = tau
             break
     # refine at the full rate (precise dips: normalised difference nd)
-    hwin = win * dec
-    hbase = hi_end - hwin
     ratio = cfg[C_OCT_RATIO]
     margin = cfg[C_OCT_MARGIN]
     period, nd = _refine(hi, hbase, hwin, c, pick, dec, r)
@@ -224,15 +325,7 @@ def _analyse(cfg, st, lo, lo_end, hi, hi_end, ld, ld_end, d, c, r):
         if nd < nd_h * ratio and nd < nd_h - margin:
             break
         pick, period, nd = th, period_h, nd_h
-    while 2 * pick - 2 <= tau_max:
-        _, t2 = _local_min_near(c, 2 * pick - 2, 2 * pick + 2, tau_max)
-        if t2 < 0:
-            break
-        period2, nd2 = _refine(hi, hbase, hwin, c, t2, dec, r)
-        if nd2 < nd * ratio and nd2 < nd - margin:
-            pick, period, nd = t2, period2, nd2
-        else:
-            break
+    pick, period, nd = _octave_down(cfg, hi, hbase, hwin, c, r, pick, period, nd)
     # depth for voicing: the full-rate dip, unless the coarse CMNDF disagrees (an abrupt
     # level change makes short lags look periodic to nd, never to the cumulative-mean form)
     depth = max(nd, cfg[C_CMNDF_WEIGHT] * min(c[pick - 1], c[pick], c[pick + 1]))
@@ -242,34 +335,125 @@ def _analyse(cfg, st, lo, lo_end, hi, hi_end, ld, ld_end, d, c, r):
     z = (centre_v - depth) / cfg[C_V_SLOPE]
     z = min(max(z, -30.0), 30.0)
     p = 1.0 / (1.0 + math.exp(-z))
-    g = (level_db - cfg[C_GATE_DB]) / 3.0
-    g = min(max(g, -30.0), 30.0)
-    p *= 1.0 / (1.0 + math.exp(-g))
-    if not (f0 > 0.0) or not math.isfinite(f0):
-        f0 = st[S_F0]
-        p = 0.0
-    st[S_F0] = f0
-    st[S_VOICING] = p
-    st[S_PREV_TAU] = period if p >= 0.5 else 0.0
-    if p >= 0.5:
-        st[S_HELD] = f0
-    # A-weighted loudness over the loudness window
-    lw = int(cfg[C_LOUD_WIN])
-    ms = 0.0
-    for j in range(ld_end - lw, ld_end):
-        ms += ld[j]
-    ms /= lw
-    st[S_LOUD] = max(10.0 * math.log10(ms + 1e-30), LOUD_FLOOR_DB)
+    _set_result(cfg, st, f0, p, period, level_db)
 
 
 @njit(nogil=True, cache=True)
-def track(x, cfg, st, ist, sos_pitch, z_pitch, sos_aw, z_aw, lo, hi, ld, d, c, r, hops_out, pub):
+def _bins(c, bin_tau, bin_lo, bin_hi, feat, offset):
+    """``feat[offset + i]``: the CMNDF ``c`` on bin i's lags (its minimum over the integer lags
+    within half a bin of ``bin_tau[i]``, or interpolated there when none lies so close)."""
+    for i in range(bin_tau.shape[0]):
+        k = int(bin_tau[i])
+        v = c[k] + (c[k + 1] - c[k]) * (bin_tau[i] - k)
+        for j in range(bin_lo[i], bin_hi[i] + 1):
+            v = min(v, c[j])
+        feat[offset + i] = v
+
+
+@njit(nogil=True, cache=True, fastmath=True)
+def _head_features(cfg, st, ist, lo, lo_end, c, level_db, head):
+    """The head's inputs into ``head[14]``: short- and long-window CMNDF bins, both levels, and how far
+    the long window's level lies below its recent peak (a release or a reverberant tail falls away from it).
+
+    The long window's difference function is the sum of the last ``LONG_HOPS`` per-hop
+    partial sums (each over the hop's new low-rate samples), kept in the ring ``head[11]``.
+    """
+    hop_lo = int(cfg[C_HOP]) // int(cfg[C_DEC])
+    lag_max = int(cfg[C_LAG_MAX])
+    bin_tau, bin_lo, bin_hi, part, dlong, clong, feat = (head[8], head[9], head[10], head[11], head[12],
+                                                        head[13], head[14])
+    row = ist[I_HOPS] % LONG_HOPS
+    base = lo_end - hop_lo
+    for tau in range(1, lag_max + 2):
+        part[row, tau] = _sq_diff(lo, base, hop_lo, tau)
+    for tau in range(1, lag_max + 2):
+        acc = 0.0
+        for k in range(LONG_HOPS):
+            acc += part[k, tau]
+        dlong[tau] = acc
+    _cmndf(dlong, clong, lag_max)
+    n_long = hop_lo * LONG_HOPS
+    energy = 0.0
+    for j in range(lo_end - n_long, lo_end):
+        energy += lo[j] * lo[j]
+    long_db = 10.0 * math.log10(energy / n_long + 1e-20)
+    _bins(c, bin_tau, bin_lo, bin_hi, feat, 0)
+    _bins(clong, bin_tau, bin_lo, bin_hi, feat, N_BINS)
+    feat[2 * N_BINS] = (level_db + LEVEL_OFFSET_DB) / LEVEL_SCALE_DB
+    feat[2 * N_BINS + 1] = (long_db + LEVEL_OFFSET_DB) / LEVEL_SCALE_DB
+    st[S_PEAK_DB] = max(long_db, st[S_PEAK_DB] - PEAK_DECAY_DB)
+    feat[2 * N_BINS + 2] = (long_db - st[S_PEAK_DB]) / LEVEL_SCALE_DB
+
+
+@njit(nogil=True, cache=True, fastmath=True)
+def head_step(feat, w_in, b_in, w_ih, b_ih, w_hh, b_hh, w_out, b_out, proj, h, gi, gh, logits):
+    """One hop of the head (``models/pitch/model.py: PitchHead``): Linear + LeakyReLU(0.1) → GRU →
+    Linear. Advances ``h`` in place; ``logits`` = (voicing logit, N_BINS pitch logits)."""
+    for j in range(proj.shape[0]):
+        acc = b_in[j]
+        for i in range(feat.shape[0]):
+            acc += w_in[j, i] * feat[i]
+        proj[j] = acc if acc > 0.0 else 0.1 * acc
+    gru_layer(proj, h, w_ih, b_ih, w_hh, b_hh, gi, gh)
+    for o in range(logits.shape[0]):
+        acc = b_out[o]
+        for i in range(h.shape[0]):
+            acc += w_out[o, i] * h[i]
+        logits[o] = acc
+
+
+@njit(nogil=True, cache=True)
+def _head_pick(cfg, st, hi, hbase, hwin, c, r, logits, level_db):
+    """f0 and voicing from the head's logits: the posterior's peak (weighted over ±2 bins) within
+    the tracker's range, snapped to YIN's refined dip when that lies within ``SNAP_CENTS`` (and moved
+    down an octave where the rules would: :func:`_octave_down`)."""
+    dec = int(cfg[C_DEC])
+    lo_b = int(cfg[C_FMIN_BIN])
+    hi_b = int(cfg[C_FMAX_BIN])
+    best = lo_b
+    for b in range(lo_b, hi_b + 1):
+        if logits[1 + b] > logits[1 + best]:
+            best = b
+    num = 0.0
+    den = 0.0
+    for b in range(max(lo_b, best - 2), min(hi_b, best + 2) + 1):
+        w = math.exp(logits[1 + b] - logits[1 + best])
+        num += w * b
+        den += w
+    f_net = HEAD_FMIN_HZ * 2.0 ** (num / den / BINS_PER_OCTAVE)
+    f0 = f_net
+    tau = cfg[C_LOW_RATE] / f_net
+    step = 2.0 ** (1.0 / BINS_PER_OCTAVE)
+    _, t = _local_min_near(c, tau / step, tau * step + 1.0, int(cfg[C_LAG_MAX]))
+    period = cfg[C_SR] / f_net
+    snapped = False
+    if t >= 2 and c[t - 1] >= c[t] and c[t + 1] >= c[t]:
+        period_y, nd = _refine(hi, hbase, hwin, c, t, dec, r)
+        if period_y > 0.0 and abs(1200.0 * math.log2(cfg[C_SR] / period_y / f_net)) < SNAP_CENTS:
+            period = period_y
+            # the rules' guard against a weak fundamental under strong even harmonics, trusted on a
+            # clearly periodic signal only (in noise the deeper dip an octave down is often chance)
+            _, period_d, nd_d = _octave_down(cfg, hi, hbase, hwin, c, r, t, period_y, nd)
+            if nd_d < OCTAVE_DOWN_MAX_ND:
+                period = period_d
+            f0 = cfg[C_SR] / period
+            snapped = nd < VOICED_MAX_ND
+    # voiced only where the signal has a period there: at an abrupt stop the net's memory outlasts the sound
+    z = min(max(logits[0] - VOICING_LOGIT_OFFSET, -30.0), 30.0)
+    p = 1.0 / (1.0 + math.exp(-z)) if snapped else 0.0
+    _set_result(cfg, st, f0, p, period, level_db)
+
+
+@njit(nogil=True, cache=True)
+def track(x, cfg, st, ist, sos_pitch, z_pitch, sos_aw, z_aw, lo, hi, ld, d, c, r, head, hops_out, pub,
+          feats_out):
     """Consume the block ``x`` (float32, mono); returns the number of hops analysed in it.
 
     Per analysed hop k, ``hops_out[:, k]`` = (f0 Hz best guess, voicing
     probability, loudness dB, input samples consumed since reset when it was
     emitted). ``pub`` (4, >= len(x)) receives per-sample values held from the
-    latest hop: f0 Hz (0 while unvoiced), voicing, loudness dB, held f0 Hz.
+    latest hop: f0 Hz (0 while unvoiced), voicing, loudness dB, held f0 Hz. ``feats_out``
+    (N_INPUTS, hops) receives the head's inputs per hop when ``C_FEATURES`` is set (else (N_INPUTS, 0)).
     """
     dec = int(cfg[C_DEC])
     hop = int(cfg[C_HOP])
@@ -289,8 +473,8 @@ def track(x, cfg, st, ist, sos_pitch, z_pitch, sos_aw, z_aw, lo, hi, ld, d, c, r
         if ist[I_COUNT] % dec == 0:
             ist[I_LO_POS] = _push(lo, ist[I_LO_POS], y)
         if ist[I_COUNT] % hop == 0:
-            _analyse(cfg, st, lo, ist[I_LO_POS] + n_lo, hi, ist[I_HI_POS] + n_hi,
-                     ld, ist[I_LD_POS] + n_ld, d, c, r)
+            _analyse(cfg, st, ist, lo, ist[I_LO_POS] + n_lo, hi, ist[I_HI_POS] + n_hi,
+                     ld, ist[I_LD_POS] + n_ld, d, c, r, head, feats_out, hops)
             if hops < hops_out.shape[1]:
                 hops_out[0, hops] = st[S_F0]
                 hops_out[1, hops] = st[S_VOICING]

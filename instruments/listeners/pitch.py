@@ -39,6 +39,10 @@ class PitchListener(Node):
         "settings": Option(str, default="tuned", choices=("tuned", "model_inputs"),
                            doc="tracker settings: 'tuned' (the listener's best), or 'model_inputs' (those the DDSP "
                                "and vocoder weights were trained under: for a listener that drives a DDSP voice)"),
+        "learned": Option(bool, default=True,
+                          doc="the learned head (models/pitch) picks f0 and voicing, robust to noise and rooms; it "
+                              "covers 55-1600 Hz (fmin / fmax within that). false: YIN's rules alone. 'model_inputs' "
+                              "settings always use the rules"),
         "events_hz": Option(float, default=0.0, lo=0.0, hi=500.0,
                             doc="rate of PITCH + LOUDNESS events (OSC /cadenza/pitch), 0 = off"),
         "midi": Option(bool, default=False, doc="pitch-to-MIDI notes and pitch bend"),
@@ -63,7 +67,8 @@ class PitchListener(Node):
     def prepare(self, ctx) -> None:
         o = self.options
         settings = MODEL_INPUT_SETTINGS if o["settings"] == "model_inputs" else {}
-        self.tracker = PitchTracker(ctx.sample_rate, o["fmin"], o["fmax"], **settings)
+        learned = o["learned"] and o["settings"] == "tuned"
+        self.tracker = PitchTracker(ctx.sample_rate, o["fmin"], o["fmax"], learned=learned, **settings)
         self.latency_samples = round(self.tracker.delay_s * ctx.sample_rate)
         self.hops, self.pub = self.tracker.buffers(ctx.block)
         self.event_every = (max(1, round(ctx.sample_rate / o["events_hz"] / self.tracker.hop))

@@ -1,0 +1,1 @@
+"""The pitch listener's learned head: data, model, training (see CARD.md)."""
