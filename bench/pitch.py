@@ -2,7 +2,7 @@
 
     python -m bench.pitch [--quick] [--tune] [--only NAME ...]
 
-Builds its test set itself (bench/datasets/pitch_set.py, which describes it):
+Builds its test set itself (models/pitch/clips.py, which describes it):
 synthetic harmonic tones, FluidSynth melodies of seven instruments (three the
 tuning never saw) and glottal-pulse voices (low 62-147 Hz and mid
 110-392 Hz; modal, breathy, pressed), each clean, at 20 and 10 dB SNR (white,
@@ -65,8 +65,9 @@ from pathlib import Path
 import numpy as np
 
 from bench import pitch_plots
-from bench.datasets import pitch_set as S
 from cadenza.engine.dsp.pitch import DEFAULTS, PitchTracker
+from cadenza.models.pitch import clips as S
+from cadenza.models.pitch.model import numba_weights
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pitch.json"
 FMIN, FMAX = 50.0, 1700.0  # search range given to every anchor
@@ -87,7 +88,7 @@ GOAL_ANCHORS = ("pyin (librosa)", "praat ac", "crepe full", "crepe tiny", "swift
 # -- trackers: audio (float32, SR) -> (times s, f0 Hz best guess, voiced bool) --------------
 
 def ours(x, settings=None, learned=True):
-    frames = PitchTracker(S.SR, learned=learned, **(settings or {})).process_file(x, 128)
+    frames = PitchTracker(S.SR, head=numba_weights() if learned else None, **(settings or {})).process_file(x, 128)
     return frames.time_s, frames.f0_hz, frames.voiced
 
 
@@ -357,14 +358,14 @@ def goal_report(trackers: dict, name: str = "cadenza") -> dict:
 # -- cost ---------------------------------------------------------------------------------------
 
 def hop_cost_us(x: np.ndarray) -> tuple[float, float, str]:
-    """The listener's cost per 2 ms hop, each hop timed alone (µs): median, p99, scheduling.
+    """The listener's cost per 2 ms hop (with its learned head), each hop timed alone (µs): median, p99, scheduling.
 
     Timed under SCHED_FIFO (priority 50) where allowed, as the engine's audio thread runs
     under JACK (-R); else under the normal scheduler.
     """
     import os
 
-    tracker = PitchTracker(S.SR)
+    tracker = PitchTracker(S.SR, head=numba_weights())
     hops, pub = tracker.buffers(tracker.hop)
     h = tracker.hop
     tracker.process_into(x[:h], hops, pub)  # compiled

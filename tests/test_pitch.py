@@ -12,8 +12,14 @@ from cadenza.engine.engine import Engine
 from cadenza.engine.events import Kind
 from cadenza.engine.patch import parse_patch
 from cadenza.engine.dsp.pitch import DELAY_S, PitchTracker
+from cadenza.models.pitch.model import numba_weights
 
 SR = 48000
+
+
+def learned(sr, **kwargs):
+    """The listener as the node and ``cadenza pitch`` run it: with the learned head."""
+    return PitchTracker(sr, head=numba_weights(), **kwargs)
 
 
 def harmonic(f0, seconds=0.6, sr=SR, amps=None, level=0.3):
@@ -34,7 +40,7 @@ def steady(frames, start=0.15):
 @pytest.mark.parametrize("f0", [62.0, 98.0, 220.0, 523.25, 1046.5, 1480.0])
 @pytest.mark.parametrize("sr", [44100, 48000])
 def test_known_pitch_within_10_cents(f0, sr):
-    frames = PitchTracker(sr).process_file(harmonic(f0, sr=sr))
+    frames = learned(sr).process_file(harmonic(f0, sr=sr))
     est, voicing = steady(frames)
     cents = 1200 * np.log2(est / f0)
     assert np.all(voicing >= 0.5)
@@ -45,7 +51,7 @@ def test_weak_fundamental_stays_at_the_right_octave():
     # fundamental 40 dB down, even harmonics strong: the classic octave-up trap
     amps = [0.01, 1.0, 0.15, 0.8, 0.1, 0.5, 0.05, 0.3]
     for f0 in (110.0, 196.0, 330.0):
-        est, voicing = steady(PitchTracker(SR).process_file(harmonic(f0, amps=amps)))
+        est, voicing = steady(learned(SR).process_file(harmonic(f0, amps=amps)))
         cents = 1200 * np.log2(est[voicing >= 0.5] / f0)
         assert np.mean(np.abs(cents) < 50) > 0.98, f0
 
@@ -53,7 +59,7 @@ def test_weak_fundamental_stays_at_the_right_octave():
 def test_vibrato_is_followed():
     t = np.arange(int(0.8 * SR)) / SR
     f = 300.0 * 2 ** (0.5 / 12 * np.sin(2 * np.pi * 5.5 * t))
-    frames = PitchTracker(SR).process_file(harmonic(f, seconds=0.8))
+    frames = learned(SR).process_file(harmonic(f, seconds=0.8))
     truth = np.interp(frames.time_s, t, f)
     keep = frames.time_s > 0.1
     assert np.max(np.abs(1200 * np.log2(frames.f0_hz[keep] / truth[keep]))) < 25.0
@@ -63,24 +69,24 @@ def test_silence_and_noise_are_unvoiced_and_never_nan():
     rng = np.random.default_rng(1)
     for x in (np.zeros(SR, np.float32), (0.2 * rng.standard_normal(SR)).astype(np.float32),
               (1e-7 * rng.standard_normal(SR)).astype(np.float32)):
-        frames = PitchTracker(SR).process_file(x)
+        frames = learned(SR).process_file(x)
         assert np.mean(frames.voiced) < 0.02
         assert np.all(np.isfinite(np.stack(frames)))
-    frames = PitchTracker(SR).process_file(np.full(4800, np.nan, np.float32))
+    frames = learned(SR).process_file(np.full(4800, np.nan, np.float32))
     assert np.all(np.isfinite(np.stack(frames)))
 
 
 def test_loudness_tracks_level():
-    quiet = PitchTracker(SR).process_file(harmonic(440.0, level=0.01)).loudness_db[-1]
-    loud = PitchTracker(SR).process_file(harmonic(440.0, level=0.1)).loudness_db[-1]
+    quiet = learned(SR).process_file(harmonic(440.0, level=0.01)).loudness_db[-1]
+    loud = learned(SR).process_file(harmonic(440.0, level=0.1)).loudness_db[-1]
     assert loud - quiet == pytest.approx(20.0, abs=0.5)
 
 
 def test_streaming_blocks_agree_exactly():
     x = harmonic(200.0, seconds=0.5) + harmonic(310.0, seconds=0.5, level=0.05)
-    one = PitchTracker(SR).process_file(x, block=len(x))
+    one = learned(SR).process_file(x, block=len(x))
     rng = np.random.default_rng(0)
-    tracker = PitchTracker(SR)
+    tracker = learned(SR)
     parts, i = [], 0
     while i < len(x):
         n = int(rng.integers(1, 300))
@@ -113,7 +119,7 @@ def test_node_in_graph_matches_file_path_and_emits_events(block):
         engine.process(x[None, i:i + block])
         f0_ctl.append(engine.graph.controls["pitch.f0_hz"].copy())
     f0_ctl = np.concatenate(f0_ctl)
-    tracker = PitchTracker(SR)
+    tracker = learned(SR)
     frames = tracker.process_file(x[:len(f0_ctl)])
     # the control at each hop's emission sample equals the file path's row
     emitted = np.round((frames.time_s + DELAY_S) * SR).astype(int) - 1
@@ -182,8 +188,8 @@ def test_the_head_kernel_agrees_with_torch():
 def test_the_live_head_reads_the_inputs_it_was_trained_on():
     rng = np.random.default_rng(3)
     x = harmonic(140.0, seconds=0.5) + (0.05 * rng.standard_normal(SR // 2)).astype(np.float32)
-    trained_on, t_train = PitchTracker(SR, learned=False, features=True).head_features(x)  # models/pitch/data.py
-    live, t_live = PitchTracker(SR).head_features(x)
+    trained_on, t_train = PitchTracker(SR, features=True).head_features(x)  # as models/pitch/data.py
+    live, t_live = learned(SR).head_features(x)
     np.testing.assert_array_equal(trained_on, live)
     np.testing.assert_array_equal(t_train, t_live)
 
@@ -201,9 +207,9 @@ def test_a_missing_or_broken_head_is_one_clear_error(tmp_path):
 
 
 def test_the_head_needs_its_range_and_the_rules_take_any():
-    with pytest.raises(ValueError, match="learned=False"):
-        PitchTracker(SR, fmin=40.0)
-    frames = PitchTracker(SR, fmin=40.0, learned=False).process_file(harmonic(45.0))
+    with pytest.raises(ValueError, match="covers 55..1600 Hz"):
+        learned(SR, fmin=40.0)
+    frames = PitchTracker(SR, fmin=40.0).process_file(harmonic(45.0))
     assert abs(1200 * np.log2(np.median(steady(frames)[0]) / 45.0)) < 10.0
 
 
@@ -218,6 +224,5 @@ def test_the_head_holds_a_low_voice_in_noise_where_the_rules_lose_it():
         est = frames.f0_hz[frames.time_s > 0.2]
         return np.mean(np.abs(1200 * np.log2(est / 98.0)) < 50)
 
-    learned, rules = within_50_cents(PitchTracker(SR).process_file(x)), within_50_cents(
-        PitchTracker(SR, learned=False).process_file(x))
-    assert learned > 0.95 and learned > rules + 0.1, (learned, rules)
+    head, rules = within_50_cents(learned(SR).process_file(x)), within_50_cents(PitchTracker(SR).process_file(x))
+    assert head > 0.95 and head > rules + 0.1, (head, rules)

@@ -40,7 +40,11 @@ def analyse_file(path, fmin=None, fmax=None, learned=True) -> tuple[PitchFrames,
         raise AudioFileError(f"{path}: empty (0 frames), nothing to track")
     kwargs = {k: v for k, v in (("fmin", fmin), ("fmax", fmax)) if v is not None}
     try:
-        tracker = PitchTracker(rate, learned=learned, **kwargs)
+        if learned:
+            from cadenza.models.pitch.model import numba_weights
+
+            kwargs["head"] = numba_weights()
+        tracker = PitchTracker(rate, **kwargs)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     frames = tracker.process_file(audio, BLOCK)

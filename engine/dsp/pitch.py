@@ -10,10 +10,11 @@ pitch listener node, the harmonizer and the models' feature extractors run it)::
 It is causal: each hop (2 ms) is analysed from audio already received, with a
 short window (see :data:`WINDOW_MS`), so a result emitted live at time t
 describes the signal around ``t - DELAY_S``; ``time_s`` is stamped that way.
-By default a small learned head (``models/pitch``, see its CARD.md) chooses the
-f0 and the voicing from YIN's difference functions; ``learned=False`` keeps
-YIN's hand-made rules alone. The numba kernels are in
-:mod:`cadenza.engine.dsp.pitch_kernels`.
+Given ``head`` (the weights of the small learned head in ``models/pitch``, see
+its CARD.md: ``cadenza.models.pitch.model.numba_weights()``), the head chooses
+the f0 and the voicing from YIN's difference functions; without it, YIN's
+hand-made rules do. The node and ``cadenza pitch`` use the head by default.
+The numba kernels are in :mod:`cadenza.engine.dsp.pitch_kernels`.
 """
 
 from __future__ import annotations
@@ -95,10 +96,11 @@ class PitchTracker:
     """
 
     def __init__(self, sample_rate: int, fmin: float = FMIN_HZ, fmax: float = FMAX_HZ,
-                 window_ms: float = WINDOW_MS, learned: bool = True, features: bool = False, **settings):
-        """``learned``: the learned head decides f0 and voicing (its bins span 55-1585 Hz, so it
-        needs ``fmin`` >= 55 and ``fmax`` <= 1600; raises :class:`ModelError` when its weights are
-        missing or broken). ``features``: also compute the head's inputs (:meth:`head_features`)."""
+                 window_ms: float = WINDOW_MS, head: tuple | None = None, features: bool = False, **settings):
+        """``head``: the learned head's numba weights (``cadenza.models.pitch.model.numba_weights()``),
+        which then decides f0 and voicing (its bins span 55-1585 Hz, so it needs ``fmin`` >= 55 and
+        ``fmax`` <= 1600); None: YIN's rules. ``features``: also compute the head's inputs
+        (:meth:`head_features`)."""
         unknown = set(settings) - set(DEFAULTS)
         if unknown:
             raise TypeError(f"unknown tracker setting(s): {', '.join(sorted(unknown))}")
@@ -114,9 +116,10 @@ class PitchTracker:
         win = max(8, round(window_ms * 1e-3 * low_rate))
         tau_min = max(2, math.floor(low_rate / fmax))
         tau_max = math.ceil(low_rate / fmin)
+        learned = head is not None
         if learned and not (fmin >= K.HEAD_FMIN_HZ - 1e-9 and fmax <= FMAX_HZ):
             raise ValueError(f"fmin {fmin} / fmax {fmax} Hz: the learned head covers {K.HEAD_FMIN_HZ:g}.."
-                             f"{FMAX_HZ:g} Hz (use learned=False for a wider range)")
+                             f"{FMAX_HZ:g} Hz (run without it, on YIN's rules, for a wider range)")
         bins = head_bins(low_rate)
         lag_max = max(tau_max, int(bins[2][0]) + 1) if learned or features else tau_max
         s = self.settings
@@ -138,8 +141,7 @@ class PitchTracker:
         cfg[K.C_FMIN_BIN], cfg[K.C_FMAX_BIN] = allowed[0], allowed[-1]
         self.cfg = cfg
         self.learned = learned
-        weights = head_weights() if learned else NO_HEAD
-        self.head = head_arrays(weights, bins, lag_max)
+        self.head = head_arrays(head if learned else NO_HEAD, bins, lag_max)
         self.sos_pitch = pitch_path_sos(sample_rate, low_rate)
         self.sos_aw = a_weighting_sos(sample_rate)
         self.z_pitch = np.zeros((self.sos_pitch.shape[0], 2))
@@ -192,7 +194,7 @@ class PitchTracker:
 
     def head_features(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The head's inputs per hop of a whole mono signal, (hops, N_INPUTS) float32, and each
-        hop's time stamp (s, as :attr:`PitchFrames.time_s`). Needs ``features=True`` or ``learned``."""
+        hop's time stamp (s, as :attr:`PitchFrames.time_s`). Needs ``features=True`` or a ``head``."""
         if not self.cfg[K.C_FEATURES]:
             raise ValueError("head_features needs a tracker made with features=True")
         x = np.ascontiguousarray(audio, np.float32).reshape(-1)
@@ -209,13 +211,6 @@ def head_bins(low_rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     tau = low_rate / freqs
     half = 2.0 ** (0.5 / K.BINS_PER_OCTAVE)
     return tau, np.ceil(tau / half).astype(np.int64), np.floor(tau * half).astype(np.int64)
-
-
-def head_weights() -> tuple:
-    """The learned head's numba weights (loaded once; see ``models/pitch/model.py``)."""
-    from cadenza.models.pitch.model import numba_weights
-
-    return numba_weights()
 
 
 NO_HEAD = tuple(np.zeros((1, 1) if k in (0, 2, 4, 6) else 1, np.float32) for k in range(8))

@@ -67,8 +67,12 @@ class PitchListener(Node):
     def prepare(self, ctx) -> None:
         o = self.options
         settings = MODEL_INPUT_SETTINGS if o["settings"] == "model_inputs" else {}
-        learned = o["learned"] and o["settings"] == "tuned"
-        self.tracker = PitchTracker(ctx.sample_rate, o["fmin"], o["fmax"], learned=learned, **settings)
+        head = None
+        if o["learned"] and o["settings"] == "tuned":
+            from cadenza.models.pitch.model import numba_weights  # torch: only when the head is used
+
+            head = numba_weights()
+        self.tracker = PitchTracker(ctx.sample_rate, o["fmin"], o["fmax"], head=head, **settings)
         self.latency_samples = round(self.tracker.delay_s * ctx.sample_rate)
         self.hops, self.pub = self.tracker.buffers(ctx.block)
         self.event_every = (max(1, round(ctx.sample_rate / o["events_hz"] / self.tracker.hop))

@@ -135,7 +135,7 @@ class Harmonizer(Node):
         self.block = ctx.block
         self.hop = F.hop_samples(sr)
         self.mel = F.MelAnalyser(sr)
-        self.tracker = PitchTracker(int(sr), learned=False, **MODEL_INPUT_SETTINGS)  # what the weights were trained on
+        self.tracker = PitchTracker(int(sr), **MODEL_INPUT_SETTINGS)  # what the weights were trained on
         self.hops, self.pub = self.tracker.buffers(ctx.block)
         self.taper = D.taper_hz(M.MAX_HZ)
         self.mat = D.noise_matrix(M.N_NOISE, M.NOISE_HZ, sr)

@@ -25,7 +25,7 @@ def listen(audio: np.ndarray, sample_rate: int, hop_s: float, block: int = 4096)
     x = resample_poly(audio.astype(np.float64), up, 1).astype(np.float32) if up > 1 else audio.astype(np.float32)
     hop = int(round(hop_s * LIVE_RATE))
     n_frames = len(x) // hop
-    tracker = PitchTracker(LIVE_RATE, learned=False, **MODEL_INPUT_SETTINGS)  # what the decoders were trained on
+    tracker = PitchTracker(LIVE_RATE, **MODEL_INPUT_SETTINGS)  # what the decoders were trained on
     hops_out, pub = tracker.buffers(block)
     rows = np.zeros((3, n_frames), np.float32)
     for start in range(0, n_frames * hop, block):

@@ -2,7 +2,7 @@
 
     python -m cadenza.models.pitch.data      # builds the cache (also done on first use by train)
 
-Dry clips come from ``bench/datasets/pitch_set.py`` (4 s at 48 kHz, exact f0
+Dry clips come from :mod:`cadenza.models.pitch.clips`, the pitch bench's builders (4 s at 48 kHz, exact f0
 truth): harmonic tones (``synth_clip``), glottal-pulse voices in the low and
 mid registers (``voice_clip``) and FluidSynth melodies of the four training
 instruments only (flute, violin, trumpet, clarinet; choir, alto sax and cello
@@ -22,18 +22,16 @@ gitignored ``data/pitch_head/`` (inputs as float16).
 
 from __future__ import annotations
 
-import sys
 from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
 from scipy.signal import fftconvolve
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # the bench's builders live beside the package, in bench/
-from bench.datasets import pitch_set as S  # noqa: E402
+from cadenza.engine.dsp.pitch import PitchTracker
+from cadenza.models.pitch import clips as S
 
-from cadenza.engine.dsp.pitch import PitchTracker  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 VERSION = 2  # bump when the recipe below changes: the cache is keyed by it
 CACHE = ROOT / "data" / "pitch_head"
@@ -88,7 +86,7 @@ def example(spec: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     kind, seed, arg = spec
     clip = dry_clip(kind, seed, arg)
     audio, condition = augment(clip, seed)
-    feats, times = PitchTracker(S.SR, learned=False, features=True).head_features(audio)
+    feats, times = PitchTracker(S.SR, features=True).head_features(audio)
     idx = np.clip(np.round(times / S.GRID_S).astype(int), 0, len(clip.times) - 1)
     inside = times >= 0.0
     return (feats.astype(np.float16), np.where(inside, clip.f0[idx], 0.0).astype(np.float32),

@@ -90,7 +90,7 @@ def pitch_frames(audio: np.ndarray, sr: float) -> tuple[np.ndarray, np.ndarray]:
     """
     from cadenza.engine.dsp.pitch import MODEL_INPUT_SETTINGS, PitchTracker
 
-    tracker = PitchTracker(int(sr), learned=False, **MODEL_INPUT_SETTINGS)
+    tracker = PitchTracker(int(sr), **MODEL_INPUT_SETTINGS)
     block = 1024
     hops, pub = tracker.buffers(block)
     hop = hop_samples(sr)

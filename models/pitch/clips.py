@@ -1,4 +1,5 @@
-"""The pitch benchmark's test set, built here with exact ground truth.
+"""The pitch clips, built here with exact ground truth: the pitch benchmark's test and tuning parts
+(``bench/pitch.py``) and, with other seeds, the learned head's training data (:mod:`.data`).
 
 Three sources, 4 s clips at 48 kHz:
 
