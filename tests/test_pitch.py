@@ -107,6 +107,7 @@ type = "pitch"
 input = ["adc"]
 events_hz = 100.0
 midi = true
+learned = true
 """
 
 
