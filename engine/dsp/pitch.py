@@ -13,7 +13,7 @@ describes the signal around ``t - DELAY_S``; ``time_s`` is stamped that way.
 Given ``head`` (the weights of the small learned head in ``models/pitch``, see
 its CARD.md: ``cadenza.models.pitch.model.numba_weights()``), the head chooses
 the f0 and the voicing from YIN's difference functions; without it, YIN's
-hand-made rules do. The node and ``cadenza pitch`` use the head by default.
+hand-made rules do. ``cadenza pitch`` uses the head by default, the node with ``learned = true``.
 The numba kernels are in :mod:`cadenza.engine.dsp.pitch_kernels`.
 """
 
@@ -136,11 +136,10 @@ class PitchTracker:
         cfg[K.C_SR] = sample_rate
         cfg[K.C_HEAD], cfg[K.C_FEATURES] = float(learned), float(learned or features)
         cfg[K.C_LAG_MAX], cfg[K.C_LOW_RATE] = lag_max, low_rate
-        freqs = K.HEAD_FMIN_HZ * 2.0 ** (np.arange(K.N_BINS) / K.BINS_PER_OCTAVE)
+        freqs = head_freqs()
         allowed = np.flatnonzero((freqs >= fmin * 2 ** (-1 / 24)) & (freqs <= fmax * 2 ** (1 / 24)))
         cfg[K.C_FMIN_BIN], cfg[K.C_FMAX_BIN] = allowed[0], allowed[-1]
         self.cfg = cfg
-        self.learned = learned
         self.head = head_arrays(head if learned else NO_HEAD, bins, lag_max)
         self.sos_pitch = pitch_path_sos(sample_rate, low_rate)
         self.sos_aw = a_weighting_sos(sample_rate)
@@ -204,11 +203,15 @@ class PitchTracker:
         return np.ascontiguousarray(feats[:, :n].T), hops[3, :n] / self.sample_rate - self.delay_s
 
 
+def head_freqs() -> np.ndarray:
+    """(N_BINS,) centre frequency of each of the head's log-frequency bins, Hz."""
+    return K.HEAD_FMIN_HZ * 2.0 ** (np.arange(K.N_BINS) / K.BINS_PER_OCTAVE)
+
+
 def head_bins(low_rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per log-frequency bin of the head: its lag (low-rate samples, float), and the first and last
     integer lags within half a bin of it (first > last where none is)."""
-    freqs = K.HEAD_FMIN_HZ * 2.0 ** (np.arange(K.N_BINS) / K.BINS_PER_OCTAVE)
-    tau = low_rate / freqs
+    tau = low_rate / head_freqs()
     half = 2.0 ** (0.5 / K.BINS_PER_OCTAVE)
     return tau, np.ceil(tau / half).astype(np.int64), np.floor(tau * half).astype(np.int64)
 
