@@ -56,6 +56,23 @@ def test_weak_fundamental_stays_at_the_right_octave():
         assert np.mean(np.abs(cents) < 50) > 0.98, f0
 
 
+@pytest.mark.parametrize("sr", [44100, 48000])
+def test_a_pure_tone_is_read_at_its_own_pitch_from_its_first_voiced_hop(sr):
+    # a sine dips at every multiple of its period; the head never saw one in training and alone read
+    # a 440 Hz sine as 220 Hz (and 880 Hz as 293 Hz) on nearly every hop
+    for f0 in (110.0, 330.0, 440.0, 880.0, 1200.0):
+        for lead_s in (0.0, 0.1):
+            t = np.arange(int(0.5 * sr)) / sr
+            x = np.concatenate([np.zeros(int(lead_s * sr)), 0.5 * np.sin(2 * np.pi * f0 * t)]).astype(np.float32)
+            frames = learned(sr).process_file(x)
+            voiced = frames.voicing >= 0.5
+            assert np.mean(voiced[frames.time_s > lead_s + 0.05]) > 0.98, (f0, lead_s)
+            cents = np.abs(1200 * np.log2(frames.f0_hz[voiced] / f0))
+            settled = frames.time_s[voiced] > frames.time_s[voiced][0] + 0.02
+            assert np.all(cents < 100.0), (f0, lead_s, frames.f0_hz[voiced][:8])  # no octave, not at the onset either
+            assert np.all(cents[settled] < 10.0), (f0, lead_s)
+
+
 def test_vibrato_is_followed():
     t = np.arange(int(0.8 * SR)) / SR
     f = 300.0 * 2 ** (0.5 / 12 * np.sin(2 * np.pi * 5.5 * t))

@@ -13,7 +13,7 @@ describes the signal around ``t - DELAY_S``; ``time_s`` is stamped that way.
 Given ``head`` (the weights of the small learned head in ``models/pitch``, see
 its CARD.md: ``cadenza.models.pitch.model.numba_weights()``), the head chooses
 the f0 and the voicing from YIN's difference functions; without it, YIN's
-hand-made rules do. ``cadenza pitch`` uses the head by default, the node with ``learned = true``.
+hand-made rules do. ``cadenza pitch`` and the node (``learned = true``, its default) use the head.
 The numba kernels are in :mod:`cadenza.engine.dsp.pitch_kernels`.
 """
 

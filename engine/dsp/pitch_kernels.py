@@ -31,7 +31,8 @@ each read on a log-frequency grid of ``N_BINS`` bins, plus both windows'
 levels, go through a small GRU (:func:`head_step`) that gives the voicing
 probability and a posterior over the bins; the f0 is the posterior's peak,
 snapped to the YIN dip at the full rate when one lies within ``SNAP_CENTS``
-(YIN's precision, the net's choice of octave and voicing).
+(YIN's precision, the net's choice of octave and voicing), then moved to a
+shorter period only where its dip is as deep (:func:`_subperiod`: a pure tone).
 
 Histories are "double-written" rings: each sample is stored at ``i`` and
 ``i + N``, so the newest ``N`` samples are always contiguous. Per-hop cost is
@@ -85,6 +86,8 @@ SNAP_CENTS = 50.0  # the net's f0 takes YIN's precise period when it lies this c
 VOICING_LOGIT_OFFSET = 3.0
 VOICED_MAX_ND = 0.6  # ... and voiced only on a snapped dip at least this deep (0 periodic .. 1 none)
 OCTAVE_DOWN_MAX_ND = 0.02  # the head's f0 drops an octave as the rules would only onto a dip this deep
+SUBPERIOD_MAX_ND = 0.1  # ... and rises to a 1/2, 1/3, 1/5 or 1/7 of its period where that dip is this deep
+SUBPERIOD_MARGIN = 0.01  # ... and no more than this shallower than the dip it leaves
 LEVEL_OFFSET_DB, LEVEL_SCALE_DB = 40.0, 20.0  # head input level = (dB + offset) / scale
 
 # --- float state vector, indices --------------------------------------------------------
@@ -283,6 +286,31 @@ def _octave_down(cfg, hi, hbase, hwin, c, r, pick, period, nd):
 
 
 @njit(nogil=True, cache=True)
+def _subperiod(cfg, hi, hbase, hwin, c, r, pick, period, nd):
+    """(pick, period, nd) moved to the dip near pick / 2, 3, 5 or 7 while that dip is as deep and clearly
+    periodic: YIN's shortest period that explains the signal (a pure tone dips at every multiple of its period)."""
+    dec = int(cfg[C_DEC])
+    tau_min = int(cfg[C_TAU_MIN])
+    tau_max = int(cfg[C_TAU_MAX])
+    moved = True
+    while moved:
+        moved = False
+        for div in (7, 5, 3, 2):
+            lo = (pick - 2) // div
+            if lo < max(tau_min, 2):
+                continue
+            _, t = _local_min_near(c, lo, (pick + 2) // div + 1, tau_max)
+            if t < 2 or c[t - 1] < c[t] or c[t + 1] < c[t]:
+                continue
+            period_s, nd_s = _refine(hi, hbase, hwin, c, t, dec, r)
+            if period_s > 0.0 and nd_s < SUBPERIOD_MAX_ND and nd_s < nd + SUBPERIOD_MARGIN:
+                pick, period, nd = t, period_s, nd_s
+                moved = True
+                break
+    return pick, period, nd
+
+
+@njit(nogil=True, cache=True)
 def _yin_pick(cfg, st, hi, hbase, hwin, c, r, level_db):
     """YIN's rules (steps 2-4 of the module docstring) on the CMNDF ``c``."""
     dec = int(cfg[C_DEC])
@@ -435,9 +463,11 @@ def _head_pick(cfg, st, hi, hbase, hwin, c, r, logits, level_db):
             period = period_y
             # the rules' guard against a weak fundamental under strong even harmonics, trusted on a
             # clearly periodic signal only (in noise the deeper dip an octave down is often chance)
-            _, period_d, nd_d = _octave_down(cfg, hi, hbase, hwin, c, r, t, period_y, nd)
-            if nd_d < OCTAVE_DOWN_MAX_ND:
+            pick_d, period_d, nd_d = _octave_down(cfg, hi, hbase, hwin, c, r, t, period_y, nd)
+            if pick_d != t and nd_d < OCTAVE_DOWN_MAX_ND:
                 period = period_d
+            else:
+                _, period, _ = _subperiod(cfg, hi, hbase, hwin, c, r, t, period_y, nd)
             f0 = cfg[C_SR] / period
             snapped = nd < VOICED_MAX_ND
     # voiced only where the signal has a period there: at an abrupt stop the net's memory outlasts the sound

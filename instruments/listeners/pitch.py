@@ -39,7 +39,7 @@ class PitchListener(Node):
         "settings": Option(str, default="tuned", choices=("tuned", "model_inputs"),
                            doc="tracker settings: 'tuned' (the listener's best), or 'model_inputs' (those the DDSP "
                                "and vocoder weights were trained under: for a listener that drives a DDSP voice)"),
-        "learned": Option(bool, default=False,
+        "learned": Option(bool, default=True,
                           doc="the learned head (models/pitch) picks f0 and voicing, robust to noise and rooms; it "
                               "covers 55-1600 Hz (fmin / fmax within that). false: YIN's rules alone. 'model_inputs' "
                               "settings always use the rules"),
