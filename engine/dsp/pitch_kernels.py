@@ -300,7 +300,7 @@ def _subperiod(cfg, hi, hbase, hwin, c, r, pick, period, nd):
             if lo < max(tau_min, 2):
                 continue
             _, t = _local_min_near(c, lo, (pick + 2) // div + 1, tau_max)
-            if t < 2 or c[t - 1] < c[t] or c[t + 1] < c[t]:
+            if t < 2 or t >= pick or c[t - 1] < c[t] or c[t + 1] < c[t]:  # t < pick: the loop ends
                 continue
             period_s, nd_s = _refine(hi, hbase, hwin, c, t, dec, r)
             if period_s > 0.0 and nd_s < SUBPERIOD_MAX_ND and nd_s < nd + SUBPERIOD_MARGIN:
