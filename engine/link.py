@@ -37,6 +37,7 @@ from cadenza.engine.events import BROADCAST, Kind
 
 EXTRA = "cadenza[link]"
 POLL_S = 0.005  # how often the link thread samples the session, s
+OFFSET_MAX_GAP_S = 0.0005  # a clock-offset reading is kept only when read within this long (not preempted)
 SAME_TEMPO_BPM = 0.005  # a tempo request closer than this to the session's is none (Link rounds its tempo)
 
 
@@ -71,6 +72,7 @@ class LinkSession:
         self._host = self.link.clock()  # Link's host clock, microseconds
         self.state = np.zeros(5, np.float64)  # [monotonic s, Link's beat then, tempo bpm, playing 0/1, peers]
         self._offset = 0.0  # time.monotonic() − Link host time, s
+        self._offset_read = False  # whether _offset holds a reading yet
         # the audio thread's last block: [monotonic s of its end, clock beat there, beats per second]
         self._block = np.zeros(3, np.float64)
         self._tempo_request = np.zeros(2, np.float64)  # [requests made, bpm]: the audio thread's one store
@@ -118,10 +120,15 @@ class LinkSession:
     # -- the link thread ------------------------------------------------------------------------
 
     def host_us(self) -> int:
-        """Link's host time now, microseconds; also refreshes the monotonic offset."""
+        """Link's host time now, microseconds; also refreshes the monotonic offset, unless this thread
+        was preempted between the two clocks' reads (on a loaded machine that put the engine's beat
+        milliseconds off Link's)."""
         m0 = time.monotonic()
         us = self._host.micros()
-        self._offset = 0.5 * (m0 + time.monotonic()) - us * 1e-6
+        m1 = time.monotonic()
+        if m1 - m0 < OFFSET_MAX_GAP_S or not self._offset_read:
+            self._offset = 0.5 * (m0 + m1) - us * 1e-6
+            self._offset_read = True
         return us
 
     def poll(self) -> None:
