@@ -42,7 +42,7 @@ at emission minus half its window; offline anchors at their own frame times.
 ``delay_ms`` of a causal tracker is measured from emission (what a performer
 waits); of an offline tracker, from its own stamps (it needs the whole file).
 
-``cadenza rules`` is the listener without its learned head (``learned=False``:
+``cadenza rules`` is the listener without its learned head (``PitchTracker`` with no ``head``:
 YIN's rules alone), shown beside it; no goal anchor.
 
 ``--tune`` searches the rules' settings on the training part (other

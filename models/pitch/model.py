@@ -48,7 +48,8 @@ def load(path: Path = WEIGHTS) -> PitchHead:
     """The weights at ``path`` (sha256-checked, weights_only) in a PitchHead, eval mode."""
     if not Path(path).is_file():
         raise ModelError(f"{path}: pitch-head weights not found (train them: python -m cadenza.models.pitch.train, "
-                         "or run the tracker with learned=False / the pitch node with learned = false)")
+                         "or use YIN's rules: the pitch node with learned = false, cadenza pitch --rules, "
+                         "PitchTracker without head=)")
     state = load_weights(path)
     with reading(path, "pitch-head weights"):
         hidden = state["gru.weight_hh_l0"].shape[1]
